@@ -1,0 +1,1 @@
+"""Ingest: raw files of many formats → clean, dated, de-duplicated documents."""
