@@ -15,6 +15,8 @@ _TEXT_DATE = re.compile(r"((?:19|20)\d{2})年(1[0-2]|0?[1-9])月([12]\d|3[01]|0?
 _TEXT_DATE_CN = re.compile(f"([{_CN_NUM}]{{4}})年([{_CN_NUM}]{{1,2}})月([{_CN_NUM}]{{1,3}})日")
 _ISO_DATE = re.compile(r"((?:19|20)\d{2})(?:[-/.年](\d{1,2})(?:[-/.月](\d{1,2}))?)?")
 
+_DATE_LINE = re.compile(r"[（(]?\s*(\d{4}|[〇零○O一二三四五六七八九]{4})年.{1,6}日\s*[）)]?")
+
 DOC_TYPES = [  # (keyword in the title, doc_type), first match wins
     ("纪委全会", "纪委全会工作报告"), ("全会上的工作报告", "纪委全会工作报告"), ("党课", "党课讲稿"),
     ("讲稿", "党课讲稿"), ("心得体会", "心得体会"), ("体会", "心得体会"), ("述职", "述职报告"),
@@ -85,7 +87,9 @@ def doc_type_from_title(title: str | None) -> str | None:
 
 def looks_like_title(line: str) -> bool:
     """A first line short enough and unpunctuated enough to be the document's title."""
-    return 4 <= len(line) <= 60 and not line.endswith(("。", "；", "，", "：")) and line.count("。") == 0
+    if _DATE_LINE.fullmatch(line):
+        return False
+    return 4 <= len(line) <= 100 and not line.endswith(("。", "；", "，", "：")) and line.count("。") == 0
 
 
 class SidecarMetadata:

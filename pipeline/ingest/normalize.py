@@ -40,9 +40,9 @@ def _widen_parens(match: re.Match) -> str:
 
 def normalize_line(line: str) -> str:
     line = _SPACES.sub(" ", line).strip()
-    line = _SPACE_BETWEEN_CJK.sub("", line)
     line = _NARROW_NEXT_TO_CJK.sub(lambda m: _WIDE[m.group(1) or m.group(2)], line)
-    return _PARENS.sub(_widen_parens, line)
+    line = _PARENS.sub(_widen_parens, line)
+    return _SPACE_BETWEEN_CJK.sub("", line)
 
 
 def normalize_text(text: str) -> str:

@@ -78,16 +78,16 @@ class DocumentBuilder:
         text = normalize_text(raw.text)
         text, simplified = to_simplified(text, self.settings.to_simplified)
         lines, junk = self.junk.clean(text.split("\n"))
-        if raw.format == "pdf":
+        sidecar = self.sidecar.lookup(path) if raw.record < 0 else {}
+        title, title_rule = self._title(raw, sidecar, lines, path)
+        if lines and title and lines[0] == title:
+            lines = lines[1:]
+        if raw.format == "pdf":  # after the title line is taken, which is never part of a paragraph
             lines = join_wrapped_lines(lines)
         longest = max((len(line) for line in lines), default=0)
         if longest > MAX_LINE_CHARS:
             return self._reject(raw, f"a single line of {longest:,} characters: a data dump, not a "
                                      f"document (limit {MAX_LINE_CHARS:,})")
-        sidecar = self.sidecar.lookup(path) if raw.record < 0 else {}
-        title, title_rule = self._title(raw, sidecar, lines, path)
-        if lines and title and lines[0] == title:
-            lines = lines[1:]
         body = "\n".join(lines)
         cjk = count_cjk(body)
         if cjk < self.settings.min_chinese_chars:
