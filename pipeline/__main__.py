@@ -48,6 +48,78 @@ def _parse(args) -> int:
     return 0 if result.documents else 1
 
 
+def _weak_label(args) -> int:
+    from pipeline.labels import weak_label
+
+    weak_label.run(config.stage_settings("weak_label", weak_label.WeakLabelSettings, args.params))
+    return 0
+
+
+def _split(args) -> int:
+    from pipeline.labels import split
+
+    split.run(config.stage_settings("split", split.SplitSettings, args.params))
+    return 0
+
+
+def _train(method: str):
+    def command(args) -> int:
+        from pipeline import train
+
+        section = {"dictionary": "dictionary", "baseline": "baseline", "bert": "bert"}[method]
+        train.run(method, config.load_params(args.params).get(section) or {})
+        return 0
+    return command
+
+
+def _evaluate(args) -> int:
+    from pipeline import evaluate
+
+    evaluate.run(config.stage_settings("evaluate", evaluate.EvaluateSettings, args.params))
+    return 0
+
+
+def _select_model(args) -> int:
+    from pipeline import select_model
+
+    select_model.run(config.stage_settings("select_model", select_model.SelectSettings, args.params))
+    return 0
+
+
+def _predict(args) -> int:
+    from pipeline import predict
+
+    predict.run(config.stage_settings("predict", predict.PredictSettings, args.params))
+    return 0
+
+
+def _classify(args) -> int:
+    from pipeline.classify import classify_file
+
+    classify_file(args.model, args.input, args.output, args.batch_size)
+    return 0
+
+
+def _annotate(args) -> int:
+    from pipeline.labels import annotate
+
+    settings = config.stage_settings("annotate", annotate.AnnotateSettings, args.params)
+    if args.action == "export":
+        paths = annotate.export(settings, args.n, args.model)
+        print(f"annotate: tasks written to {paths['json']} (Label Studio) and {paths['csv']}")
+    elif args.action == "import":
+        written = annotate.import_files(args.files, settings, args.annotator)
+        print(f"annotate: imported {written}")
+    else:
+        result = annotate.agreement(settings, args.output)
+        print(f"{'theme':<16} {'alpha':>7}  pairwise kappa")
+        for theme, row in result["per_theme"].items():
+            kappas = ", ".join(f"{k} {v['cohen_kappa']:.2f} (n={v['n']})" for k, v in row["pairs"].items())
+            alpha = "n/a" if row["krippendorff_alpha"] is None else f"{row['krippendorff_alpha']:.3f}"
+            print(f"{theme:<16} {alpha:>7}  {kappas}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE, help="params file (default: params.yaml)")
@@ -56,10 +128,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="stage: data/raw → data/interim/documents.parquet").set_defaults(func=_ingest)
     sub.add_parser("segment", help="stage: documents → data/interim/paragraphs.parquet").set_defaults(
         func=_segment)
+    for name, func, text in [
+        ("weak_label", _weak_label, "stage: codebook labelling functions → silver labels + LF report"),
+        ("split", _split, "stage: gold + training corpus + silver → train/dev/test splits"),
+        ("dictionary", _train("dictionary"), "stage: the codebook-keyword method → models/dictionary"),
+        ("baseline", _train("baseline"), "stage: TF-IDF + logistic regression → models/baseline"),
+        ("train_bert", _train("bert"), "stage: fine-tune BERT → models/bert"),
+        ("evaluate", _evaluate, "stage: every model on the gold test split → metrics/"),
+        ("select_model", _select_model, "stage: best dev macro-F1 → models/default (+ model card)"),
+        ("predict", _predict, "stage: score every paragraph → data/processed/paragraph_themes.parquet"),
+    ]:
+        sub.add_parser(name, help=text).set_defaults(func=func)
     parse = sub.add_parser("parse", help="ingest + segment files or folders in memory → paragraphs JSONL")
     parse.add_argument("paths", nargs="+", help="files or directories")
     parse.add_argument("-o", "--output", help="output .jsonl (default: standard output)")
     parse.set_defaults(func=_parse)
+    classify = sub.add_parser("classify", help="apply a saved model to JSONL records {id, text, ...}")
+    classify.add_argument("--model", required=True, help="a model directory, e.g. models/default")
+    classify.add_argument("--input", required=True, help="input .jsonl")
+    classify.add_argument("--output", required=True, help="output .jsonl (written only if all input is valid)")
+    classify.add_argument("--batch-size", type=int, default=256)
+    classify.set_defaults(func=_classify)
+    annotate = sub.add_parser("annotate", help="annotation round-trip: export | import | agreement")
+    annotate.add_argument("action", choices=["export", "import", "agreement"])
+    annotate.add_argument("files", nargs="*", help="import: Label Studio JSON exports and/or CSVs")
+    annotate.add_argument("--n", type=int, help="export: sample size (default: annotate.sample_size)")
+    annotate.add_argument("--model", help="export: rank by this model's uncertainty")
+    annotate.add_argument("--annotator", help="import: annotator name for files that carry none")
+    annotate.add_argument("--output", default="reports/agreement.json", help="agreement: report path")
+    annotate.set_defaults(func=_annotate)
     return parser
 
 
@@ -69,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

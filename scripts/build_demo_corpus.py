@@ -49,7 +49,7 @@ def plan(index_in_genre: dict[str, int], genre: str) -> str:
     if genre == "纪委全会工作报告":
         return "pdf" if i < 3 else "txt-gb18030"
     if genre == "交流材料":
-        return "scrape-flat"
+        return "scrape-flat" if i % 2 == 0 else "scrape"
     if genre == "心得体会":
         return "scrape-flat" if i == 0 else ("scrape-gb18030" if i % 2 else "scrape")
     if genre == "通知":

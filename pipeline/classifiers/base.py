@@ -1,7 +1,7 @@
 """The one small interface every theme classifier answers, so classify / predict / evaluate never
 branch on the method (scikit-learn's estimator contract is the model):
 
-    model.fit(train_texts, train_targets, dev_texts, dev_targets)  -> model
+    model.fit(train_texts, train_targets, dev_texts, dev_targets, weights) -> model
     model.predict_scores(texts)                                    -> (n, n_themes) probabilities
     model.predict(texts)                                           -> (scores, [theme ids over threshold])
     model.save(directory);  load_model(directory)                  -> the same model
@@ -39,8 +39,9 @@ class ThemeClassifier(ABC):
 
     @abstractmethod
     def fit(self, texts: list[str], targets: np.ndarray, dev_texts: list[str] | None = None,
-            dev_targets: np.ndarray | None = None) -> "ThemeClassifier":
-        """Train on `texts` with `targets` (n × n_themes in [0, 1]: gold 0/1 or silver probabilities)."""
+            dev_targets: np.ndarray | None = None, weights: np.ndarray | None = None) -> "ThemeClassifier":
+        """Train on `texts` with `targets` (n × n_themes in [0, 1]: gold 0/1 or silver probabilities),
+        each row counting `weights[i]` (silver rows count less than gold); tune thresholds on dev."""
 
     @abstractmethod
     def predict_scores(self, texts: list[str]) -> np.ndarray:

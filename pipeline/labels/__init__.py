@@ -1,0 +1,1 @@
+"""Labels: weak labels from the codebook, human annotations (round-trip), gold splits."""

@@ -1,0 +1,60 @@
+"""The predict stage: the chosen model scores every paragraph → data/processed/paragraph_themes.parquet."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import io
+from pipeline.classifiers.base import load_model
+
+log = logging.getLogger("pipeline.predict")
+
+
+@dataclass
+class PredictSettings:
+    model: str = "best"  # best (models/default, chosen on dev) | dictionary | baseline | bert | a directory
+    models_dir: str = "models"
+    paragraphs: str = "data/interim/paragraphs.parquet"
+    output: str = "data/processed/paragraph_themes.parquet"
+    batch_size: int = 512
+
+
+def resolve_model_dir(choice: str, models_dir: str) -> Path:
+    if choice == "best":
+        return Path(models_dir) / "default"
+    if choice in ("dictionary", "baseline", "bert"):
+        return Path(models_dir) / choice
+    return Path(choice)
+
+
+def run(settings: PredictSettings) -> pd.DataFrame:
+    started = time.perf_counter()
+    directory = resolve_model_dir(settings.model, settings.models_dir)
+    model = load_model(directory)
+    paragraphs = pd.read_parquet(settings.paragraphs, columns=["para_id", "doc_id", "kind", "text"])
+    paragraphs = paragraphs[paragraphs["kind"] == "body"].reset_index(drop=True)
+    parts = []
+    with tqdm(total=len(paragraphs), desc=f"predict ({model.method})", unit="para", disable=None) as bar:
+        for start in range(0, len(paragraphs), settings.batch_size):
+            texts = paragraphs["text"].iloc[start:start + settings.batch_size].tolist()
+            parts.append(model.predict_scores(texts))
+            bar.update(len(texts))
+    import numpy as np
+
+    scores = np.vstack(parts) if parts else np.zeros((0, len(model.themes)))
+    out = paragraphs[["para_id", "doc_id"]].copy()
+    for j, theme in enumerate(model.themes):
+        out[theme] = scores[:, j].round(5)
+    out["themes"] = model.themes_over_threshold(scores)
+    out["model"] = str(directory)
+    out["method"] = model.method
+    io.write_parquet(settings.output, out)
+    seconds = time.perf_counter() - started
+    log.info("predict: %d paragraphs with %s (%s) in %.1fs (%.0f paragraphs/s) → %s", len(out), directory,
+             model.method, seconds, len(out) / max(seconds, 1e-9), settings.output)
+    return out
