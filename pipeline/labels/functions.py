@@ -21,7 +21,8 @@ ABSTAIN, NEGATIVE, POSITIVE = -1, 0, 1
 HEADING_WEIGHT = 0.6
 GUARD_DAMPING = 0.25  # a guarded theme keeps a quarter of its evidence
 _NEGATION = re.compile("(不是|并非|没有|无关|不属于|不涉及)$")
-_LIST_ITEM = re.compile("^[^，。；：！？]{1,12}$")
+# a slogan in a list: a short item holding a quoted or numbered formula (增强“四个意识”, 两个维护)
+_SLOGAN_ITEM = re.compile("^[^，。；：！？]{0,6}(“[^”]{2,8}”|[一二三四五六七八九十两]个[^、，。]{2,4})[^，。；：！？]{0,4}$")
 
 
 @dataclass
@@ -46,8 +47,9 @@ def cue_hits(theme: Theme, text: str) -> list[CueHit]:
 
 
 def is_passing_mention(text: str, hit: CueHit, theme: Theme) -> bool:
-    """A hit that should not count: inside an exclude pattern, negated, or one short item of a list
-    of three or more slogans separated by 、 (e.g. “增强‘四个意识’、坚定‘四个自信’、做到‘两个维护’”)."""
+    """A hit that should not count: inside an exclude pattern, negated, or one item of a list of three
+    or more slogans separated by 、 (增强“四个意识”、坚定“四个自信”、做到“两个维护”) — but not a list of
+    plain terms such as 不敢腐、不能腐、不想腐, which is the paragraph's subject."""
     for pattern in theme.compiled_excludes:
         if any(m.start() <= hit.start and hit.end <= m.end() for m in pattern.finditer(text)):
             return True
@@ -56,7 +58,7 @@ def is_passing_mention(text: str, hit: CueHit, theme: Theme) -> bool:
     clause_start = max(text.rfind(p, 0, hit.start) for p in "，。；：！？") + 1
     clause_end = min([i for i in (text.find(p, hit.end) for p in "，。；：！？") if i != -1] or [len(text)])
     items = text[clause_start:clause_end].split("、")
-    return len(items) >= 3 and all(_LIST_ITEM.match(item.strip("“”‘’《》")) for item in items)
+    return len(items) >= 3 and all(_SLOGAN_ITEM.match(item) for item in items)
 
 
 def noisy_or(weights) -> float:
@@ -90,7 +92,8 @@ class WeakLabeler:
         guard = bool(hits) and not counted
         votes = [POSITIVE if keyword_w else ABSTAIN, POSITIVE if pattern_w else ABSTAIN,
                  POSITIVE if heading else ABSTAIN, NEGATIVE if guard else ABSTAIN]
-        evidence = list(dict.fromkeys(keyword_w + pattern_w)) + ([HEADING_WEIGHT] if heading else [])
+        by_cue = {h.cue: h.weight for h in counted}  # a cue repeated is still one piece of evidence
+        evidence = list(by_cue.values()) + ([HEADING_WEIGHT] if heading else [])
         prob = noisy_or(evidence)
         if guard:
             prob = noisy_or([h.weight for h in hits]) * GUARD_DAMPING
