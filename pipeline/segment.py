@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.config import SegmentSettings
-from pipeline.text import CLOSERS, OPENERS, cn_number, cut_at_word_boundary, sentence_spans, word_segmenter
+from pipeline.text import CLOSERS, OPENERS, cn_number, cut_at_word_boundary, sentence_spans, word_starts
 
 log = logging.getLogger("pipeline.segment")
 
@@ -118,36 +118,23 @@ class Outline:
         return [item.label for item in self.stack if item.label]
 
 
-def _inside_brackets(text: str) -> list[bool]:
-    """For each position: is it inside quotes, 《》 or brackets? (A marker's own （一） is not.)"""
-    inside, depth = [False] * len(text), 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "（(" and match_marker(text, i):  # the marker （一） itself
-            end = match_marker(text, i)[2]
-            for j in range(i, end):
-                inside[j] = depth > 0
-            i = end
-            continue
-        if ch in OPENERS:
-            depth += 1
-        inside[i] = depth > 0
-        if ch in CLOSERS and depth:
-            depth -= 1
-        i += 1
-    return inside
+_CANDIDATE_START = re.compile(f"[（(①-⑳第0-9{_CN}]")
+_BRACKET = re.compile(f"[{re.escape(OPENERS + CLOSERS)}]")
 
 
 def _inline_candidates(line: str) -> list[tuple[int, str, int, int]]:
-    """Positions where an outline marker could start inside a run-on line."""
-    inside = _inside_brackets(line)
-    found = []
-    for i in range(1, len(line)):
-        ch = line[i]
-        if inside[i] or not (ch in "（(①②③④⑤⑥⑦⑧⑨⑩第" or ch.isdigit() or ch in _CN):
+    """Positions where an outline marker could start inside a run-on line: not inside quotes, 《》 or
+    brackets (depth counted from the brackets before the position; a marker's own （一） nets zero)."""
+    brackets = [(m.start(), m.group(0) in OPENERS) for m in _BRACKET.finditer(line)]
+    found, depth, k = [], 0, 0
+    for m in _CANDIDATE_START.finditer(line, 1):
+        i = m.start()
+        while k < len(brackets) and brackets[k][0] < i:
+            depth = depth + 1 if brackets[k][1] else max(depth - 1, 0)
+            k += 1
+        if depth:
             continue
-        prev = line[i - 1]
+        ch, prev = line[i], line[i - 1]
         if prev.isdigit() or prev in "第.．" or (ch in _CN and prev in _CN):
             continue
         marker = match_marker(line, i)
@@ -192,7 +179,7 @@ def _body_opener(text: str, first: int, last: int) -> int | None:
         if m.start() > last:
             break
         if starts is None:
-            starts = {tok.idx for tok in word_segmenter().tokenizer(text[: last + 8])}
+            starts = word_starts(text[: last + 8])
         if m.start() in starts:
             return m.start()
     return None

@@ -63,14 +63,21 @@ def split_sentences(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def word_segmenter():
-    """spaCy's Chinese tokenizer with the jieba segmenter (offline; no model download)."""
+def _jieba():
     import jieba
-    import spacy
 
     jieba.setLogLevel(60)
     for term in DOMAIN_TERMS:
         jieba.add_word(term)
+    return jieba
+
+
+@lru_cache(maxsize=1)
+def word_segmenter():
+    """spaCy's Chinese tokenizer with the jieba segmenter (offline; no model download), for features."""
+    import spacy
+
+    _jieba()  # the domain terms, before spaCy's tokenizer starts using jieba
     return spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
 
 
@@ -78,11 +85,17 @@ def words(text: str) -> list[str]:
     return [tok.text for tok in word_segmenter().tokenizer(text) if not tok.is_space]
 
 
+def word_starts(text: str) -> set[int]:
+    """Offsets where jieba starts a word. Segmentation calls jieba directly: it needs only word
+    boundaries, and importing spaCy (and torch with it) would cost seconds per process."""
+    starts, offset = set(), 0
+    for token in _jieba().cut(text):
+        starts.add(offset)
+        offset += len(token)
+    return starts
+
+
 def cut_at_word_boundary(text: str, limit: int) -> int:
     """The largest word boundary ≤ `limit` (so a cut never splits a word); at least 1."""
-    end = 0
-    for token in word_segmenter().tokenizer(text[: limit + 8]):
-        if token.idx + len(token.text) > limit:
-            break
-        end = token.idx + len(token.text)
-    return max(end, 1)
+    bounds = [b for b in word_starts(text[: limit + 8]) if b <= limit]
+    return max(max(bounds, default=0), 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -15,7 +16,6 @@ from datasketch import MinHash, MinHashLSH
 from pipeline.config import DedupSettings
 
 _NOT_CONTENT = re.compile(r"\s+")
-_MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
 
 
@@ -25,28 +25,43 @@ def content_hash(text: str) -> str:
 
 
 def shingle_hashes(text: str, k: int) -> np.ndarray:
-    """32-bit hashes of all character k-shingles, computed with numpy (no Python loop per shingle)."""
-    codes = np.frombuffer(_NOT_CONTENT.sub("", text).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    """32-bit hashes of all character k-shingles (with repeats: MinHash ignores them), by numpy."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(codes) < k:
         codes = np.pad(codes, (0, k - len(codes)))
     n = len(codes) - k + 1
-    h = np.zeros(n, dtype=np.uint64)
-    for i in range(k):
+    h = codes[:n].copy()
+    for i in range(1, k):
         h = (h * np.uint64(1_000_003) + codes[i:i + n]) & _MAX_HASH
-    return np.unique(h)
+    return h
 
 
 def minhash(text: str, settings: DedupSettings, chunk: int = 50_000) -> MinHash:
-    """A datasketch MinHash of the text's shingles, updated exactly as `MinHash.update_batch` would."""
+    """A datasketch MinHash of a sample of the text's shingles.
+
+    Speed matters here (it runs on every document): shingles are sampled by hash value (every
+    `sample_mod`-th residue — the same shingles in every document, so Jaccard estimates stay unbiased)
+    and permuted by multiply-shift hashing on uint64 instead of a modulo."""
     sketch = MinHash(num_perm=settings.num_perm, seed=1)
-    a, b = sketch.permutations
+    a, b = _multipliers(settings.num_perm)
     hashes = shingle_hashes(text, settings.shingle_chars)
+    sampled = hashes[hashes % np.uint64(settings.sample_mod) == 0]
+    hashes = sampled if len(sampled) >= 16 else hashes  # very short texts keep every shingle
     for start in range(0, len(hashes), chunk):
         hv = hashes[start:start + chunk]
         with np.errstate(over="ignore"):
-            phv = ((np.outer(hv, a) + b) % _MERSENNE) & _MAX_HASH
-        sketch.hashvalues = np.minimum(phv.min(axis=0), sketch.hashvalues)
+            phv = (np.outer(hv, a) + b) >> np.uint64(32)
+        sketch.hashvalues = np.minimum(phv.min(axis=0), sketch.hashvalues).astype(sketch.hashvalues.dtype)
     return sketch
+
+
+@lru_cache(maxsize=4)
+def _multipliers(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed odd 64-bit multipliers and offsets for multiply-shift hashing (seeded: stable across runs)."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(1, 2**63, num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
+    return a, b
 
 
 @dataclass
