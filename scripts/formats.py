@@ -6,6 +6,7 @@ tests to make real files of each format.
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from pathlib import Path
 
 
@@ -44,6 +45,9 @@ def write_docx(path: Path, title: str, paragraphs: list[str], table_rows: list[l
 
     document = docx.Document()
     document.core_properties.title = title
+    # fixed timestamps, so rebuilding the demo corpus gives the same bytes
+    document.core_properties.created = document.core_properties.modified = datetime(2026, 1, 1)
+    document.core_properties.last_printed = datetime(2026, 1, 1)
     document.add_heading(title, level=0)
     for paragraph in paragraphs:
         document.add_paragraph(paragraph)
@@ -53,6 +57,20 @@ def write_docx(path: Path, title: str, paragraphs: list[str], table_rows: list[l
             for c, cell in enumerate(row):
                 table.cell(r, c).text = cell
     document.save(str(path))
+    _fix_zip_timestamps(path)
+
+
+def _fix_zip_timestamps(path: Path) -> None:
+    """Rewrite a zip package with fixed member timestamps (python-docx stamps them with the clock)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        members = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(fixed, data)
 
 
 def write_pdf(path: Path, title: str, paragraphs: list[str], chars_per_line: int = 38) -> None:
