@@ -1,6 +1,7 @@
 """Command line: one subcommand per DVC stage, plus parse / classify / annotate / refresh.
 
-Stage subcommands read their section of params.yaml (as `dvc.yaml` declares) and take no other input.
+Stage subcommands read their section of params.yaml (as `dvc.yaml` declares) and take no other input;
+--engine/--ray-address (and params.yaml `execution:`) change where a stage runs, never what it writes.
 """
 from __future__ import annotations
 
@@ -11,12 +12,28 @@ import sys
 from pathlib import Path
 
 from pipeline import config
+from pipeline.engines import ENGINES, Engine, ExecutionSettings
+
+
+def _engine(args, processes: int = 1) -> Engine:
+    """The engine a stage runs on: its --engine/--ray-address flags, else params.yaml `execution:`."""
+    execution = config.stage_settings("execution", ExecutionSettings, args.params)
+    return Engine(args.engine or execution.engine, processes, args.ray_address or execution.ray_address,
+                  execution.ray_cpus)
+
+
+def _cache(args, stage: str):
+    from pipeline.cache import ResultCache
+
+    cache_dir = config.stage_settings("execution", ExecutionSettings, args.params).cache_dir
+    return ResultCache(Path(cache_dir) / stage) if cache_dir else None
 
 
 def _ingest(args) -> int:
     from pipeline.ingest import stage
 
-    stage.run(config.stage_settings("ingest", config.IngestSettings, args.params))
+    settings = config.stage_settings("ingest", config.IngestSettings, args.params)
+    stage.run(settings, _engine(args, settings.workers), _cache(args, "ingest"))
     return 0
 
 
@@ -24,7 +41,7 @@ def _segment(args) -> int:
     from pipeline import segment
 
     settings = config.stage_settings("segment", config.SegmentSettings, args.params)
-    segment.run(settings)
+    segment.run(settings, engine=_engine(args), cache=_cache(args, "segment"))
     return 0
 
 
@@ -89,8 +106,16 @@ def _select_model(args) -> int:
 def _predict(args) -> int:
     from pipeline import predict
 
-    predict.run(config.stage_settings("predict", predict.PredictSettings, args.params))
+    predict.run(config.stage_settings("predict", predict.PredictSettings, args.params), _engine(args))
     return 0
+
+
+def _refresh(args) -> int:
+    from pipeline import refresh
+
+    settings = config.stage_settings("refresh", refresh.RefreshSettings, args.params)
+    ingest_settings = config.stage_settings("ingest", config.IngestSettings, args.params)
+    return refresh.run(settings, ingest_settings, repro=not args.no_repro)
 
 
 def _classify(args) -> int:
@@ -120,14 +145,40 @@ def _annotate(args) -> int:
     return 0
 
 
+def _trends(args) -> int:
+    from pipeline import trends
+
+    trends.run(config.stage_settings("trends", trends.TrendsSettings, args.params))
+    return 0
+
+
+def _charts(args) -> int:
+    from pipeline import charts
+
+    charts.run(config.stage_settings("charts", charts.ChartsSettings, args.params))
+    return 0
+
+
+def _report(args) -> int:
+    from pipeline import report
+
+    report.run(config.stage_settings("report", report.ReportSettings, args.params))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE, help="params file (default: params.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ingest", help="stage: data/raw → data/interim/documents.parquet").set_defaults(func=_ingest)
-    sub.add_parser("segment", help="stage: documents → data/interim/paragraphs.parquet").set_defaults(
-        func=_segment)
+    engine = argparse.ArgumentParser(add_help=False)  # the flags of stages that can run on Ray
+    engine.add_argument("--engine", choices=ENGINES, help="where per-item work runs (default: execution.engine)")
+    engine.add_argument("--ray-address", help="a Ray cluster (default: execution.ray_address, else "
+                                              "$RAY_ADDRESS, else a local Ray)")
+    sub.add_parser("ingest", parents=[engine], help="stage: data/raw → data/interim/documents.parquet"
+                   ).set_defaults(func=_ingest)
+    sub.add_parser("segment", parents=[engine], help="stage: documents → data/interim/paragraphs.parquet"
+                   ).set_defaults(func=_segment)
     for name, func, text in [
         ("weak_label", _weak_label, "stage: codebook labelling functions → silver labels + LF report"),
         ("split", _split, "stage: gold + training corpus + silver → train/dev/test splits"),
@@ -136,9 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("train_bert", _train("bert"), "stage: fine-tune BERT → models/bert"),
         ("evaluate", _evaluate, "stage: every model on the gold test split → metrics/"),
         ("select_model", _select_model, "stage: best dev macro-F1 → models/default (+ model card)"),
-        ("predict", _predict, "stage: score every paragraph → data/processed/paragraph_themes.parquet"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
+    sub.add_parser("predict", parents=[engine], help="stage: score every paragraph → "
+                   "data/processed/paragraph_themes.parquet").set_defaults(func=_predict)
+    for name, func, text in [
+        ("trends", _trends, "stage: paragraph themes → reports/tables, reports/plots"),
+        ("charts", _charts, "stage: trend tables + evaluation → reports/figures"),
+        ("report", _report, "stage: everything → reports/index.html (works offline)"),
+    ]:
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    refresh = sub.add_parser("refresh", help="collect new documents (watched folders, URLs) into data/raw, "
+                             "then dvc repro and dvc push; exit codes in docs/refresh.md")
+    refresh.add_argument("--no-repro", action="store_true", help="only collect: skip dvc repro and dvc push")
+    refresh.set_defaults(func=_refresh)
     parse = sub.add_parser("parse", help="ingest + segment files or folders in memory → paragraphs JSONL")
     parse.add_argument("paths", nargs="+", help="files or directories")
     parse.add_argument("-o", "--output", help="output .jsonl (default: standard output)")

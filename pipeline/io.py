@@ -36,6 +36,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
@@ -47,6 +52,19 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def append_jsonl(path: str | os.PathLike, row: dict) -> None:
+    """Append one line to a log. A rename cannot append, so this is the one non-atomic write: the line
+    goes out in a single O_APPEND write, so concurrent writers never interleave within a line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.classifiers.base import load_model
+from pipeline.engines import Engine, map_ordered
 
 log = logging.getLogger("pipeline.predict")
 
@@ -32,18 +33,20 @@ def resolve_model_dir(choice: str, models_dir: str) -> Path:
     return Path(choice)
 
 
-def run(settings: PredictSettings) -> pd.DataFrame:
+def run(settings: PredictSettings, engine: Engine | None = None) -> pd.DataFrame:
+    """Score every body paragraph, one batch of `settings.batch_size` at a time, on `engine`."""
     started = time.perf_counter()
     directory = resolve_model_dir(settings.model, settings.models_dir)
     model = load_model(directory)
     paragraphs = pd.read_parquet(settings.paragraphs, columns=["para_id", "doc_id", "kind", "text"])
     paragraphs = paragraphs[paragraphs["kind"] == "body"].reset_index(drop=True)
+    batches = (paragraphs["text"].iloc[start:start + settings.batch_size].tolist()
+               for start in range(0, len(paragraphs), settings.batch_size))
     parts = []
     with tqdm(total=len(paragraphs), desc=f"predict ({model.method})", unit="para", disable=None) as bar:
-        for start in range(0, len(paragraphs), settings.batch_size):
-            texts = paragraphs["text"].iloc[start:start + settings.batch_size].tolist()
-            parts.append(model.predict_scores(texts))
-            bar.update(len(texts))
+        for scores in map_ordered(model.predict_scores, batches, engine or Engine(), batch=1):
+            parts.append(scores)
+            bar.update(len(scores))
     import numpy as np
 
     scores = np.vstack(parts) if parts else np.zeros((0, len(model.themes)))

@@ -15,13 +15,16 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.cache import ResultCache, cached_map, code_version, fingerprint
 from pipeline.config import SegmentSettings
+from pipeline.engines import Engine
 from pipeline.text import CLOSERS, OPENERS, cn_number, cut_at_word_boundary, sentence_spans, word_starts
 
 log = logging.getLogger("pipeline.segment")
@@ -189,6 +192,15 @@ class Segmenter:
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
 
+    @cached_property
+    def version(self) -> str:
+        """Everything a document's paragraphs depend on besides the document: settings and code."""
+        return fingerprint(self.settings, code_version(["pipeline.segment", "pipeline.text"],
+                                                       distributions=("jieba", "spacy")))
+
+    def cache_key(self, document: dict) -> str:
+        return fingerprint(self.version, document)
+
     def units(self, text: str) -> Iterator[Unit]:
         """Headings and raw body pieces of a document, in order, with heading paths."""
         outline = Outline()
@@ -326,8 +338,10 @@ def paragraph_rows(document: dict, segmenter: Segmenter) -> list[dict]:
 
 
 def run(settings: SegmentSettings, documents_path: str = "data/interim/documents.parquet",
-        out_path: str = "data/interim/paragraphs.parquet") -> int:
-    """The DVC stage: segment every document, streaming batches of documents from parquet."""
+        out_path: str = "data/interim/paragraphs.parquet", engine: Engine | None = None,
+        cache: ResultCache | None = None) -> int:
+    """The DVC stage: segment every document, streaming batches of documents from parquet, on `engine`
+    (default: this process); documents unchanged since a cached run are not segmented again."""
     import pyarrow.parquet as pq
 
     segmenter = Segmenter(settings)
@@ -335,14 +349,19 @@ def run(settings: SegmentSettings, documents_path: str = "data/interim/documents
     source = pq.ParquetFile(documents_path)
     columns = ["doc_id", "text", "title", "date", "year", "doc_type", "source"]
     kinds = {"heading": 0, "body": 0}
+
+    def documents() -> Iterator[dict]:
+        for batch in source.iter_batches(batch_size=256, columns=columns):
+            yield from batch.to_pylist()
+
+    rows_of = partial(paragraph_rows, segmenter=segmenter)
     with io.ParquetStream(out_path, PARAGRAPH_SCHEMA) as out, \
             tqdm(total=source.metadata.num_rows, desc="segment", unit="doc", disable=None) as bar:
-        for batch in source.iter_batches(batch_size=256, columns=columns):
-            for document in batch.to_pylist():
-                for row in paragraph_rows(document, segmenter):
-                    kinds[row["kind"]] += 1
-                    out.write(row)
-                bar.update(1)
+        for rows in cached_map(rows_of, documents, segmenter.cache_key, cache, engine or Engine(), batch=16):
+            for row in rows:
+                kinds[row["kind"]] += 1
+                out.write(row)
+            bar.update(1)
     log.info("segment: %d documents → %d paragraphs + %d headings in %.1fs → %s",
              source.metadata.num_rows, kinds["body"], kinds["heading"], time.perf_counter() - started,
              out_path)

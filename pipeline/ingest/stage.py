@@ -1,12 +1,13 @@
 """The ingest stage: data/raw/ → data/interim/documents.parquet (+ rejected.csv, duplicates.csv, report)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing import get_context
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,9 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.cache import ResultCache, cached_map, code_version, file_digest, fingerprint
 from pipeline.config import IngestSettings
+from pipeline.engines import Engine
 from pipeline.ingest import metadata
 from pipeline.ingest.dedup import Deduplicator, content_hash
 from pipeline.ingest.junk import JunkRules
@@ -25,6 +28,8 @@ log = logging.getLogger("pipeline.ingest")
 
 SKIPPED_NAMES = {"readme.md", "readme.txt", "metadata.csv"}  # documentation beside the corpus, not corpus
 MAX_LINE_CHARS = 200_000  # a "document" on one line longer than this is a dump, not a paper
+NOT_PER_FILE = ("raw_dir", "out_dir", "workers", "dedup")  # settings that change no single file's result
+READER_LIBRARIES = ("trafilatura", "lxml", "python-docx", "pypdfium2", "charset-normalizer", "opencc")
 
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("path", pa.string()), ("record", pa.int64()), ("format", pa.string()),
@@ -52,7 +57,7 @@ def list_sources(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
         files = [root] if root.is_file() else sorted(
             p for p in root.rglob("*") if p.is_file()
             and p.name.lower() not in SKIPPED_NAMES and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        found.extend((path, str(path)) for path in files)
+        found.extend((path.absolute(), str(path)) for path in files)  # absolute: Ray workers' cwd differs
     return found
 
 
@@ -63,6 +68,22 @@ class DocumentBuilder:
         self.settings = settings
         self.junk = JunkRules.load(settings.junk_rules or None)
         self.sidecar = metadata.SidecarMetadata(settings.metadata_csv)
+
+    @cached_property
+    def version(self) -> str:
+        """Everything a file's result depends on besides the file: per-file settings, rules, code."""
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k not in NOT_PER_FILE}
+        return fingerprint(settings, self.junk.rules,
+                           code_version(["pipeline.ingest", "pipeline.text"], distributions=READER_LIBRARIES))
+
+    def cache_key(self, source: tuple[Path, str]) -> str:
+        """The key of `prepare_file(source)`: the file's bytes, the path shown, its sidecar metadata."""
+        path, rel = source
+        try:
+            content = file_digest(path)
+        except OSError as err:  # prepare_file rejects it; the rejection is cached like any result
+            content = f"unreadable: {err}"
+        return fingerprint(self.version, content, rel, self.sidecar.lookup(path))
 
     def prepare_file(self, source: tuple[Path, str]) -> list[Prepared]:
         path, rel = source
@@ -140,16 +161,11 @@ class DocumentBuilder:
         return self._first(*candidates)
 
 
-def prepare_all(sources: list[tuple[Path, str]], builder: DocumentBuilder,
-                workers: int) -> Iterator[Prepared]:
-    """Prepared documents in input order, from one process or a pool of `workers`."""
-    if workers <= 1 or len(sources) < 2:
-        for source in sources:
-            yield from builder.prepare_file(source)
-        return
-    with get_context("spawn").Pool(workers) as pool:
-        for batch in pool.imap(builder.prepare_file, sources, chunksize=4):
-            yield from batch
+def prepare_all(sources: list[tuple[Path, str]], builder: DocumentBuilder, engine: Engine,
+                cache: ResultCache | None = None) -> Iterator[Prepared]:
+    """Prepared documents in input order, on `engine`; files unchanged since a cached run are not read."""
+    for prepared in cached_map(builder.prepare_file, lambda: sources, builder.cache_key, cache, engine):
+        yield from prepared
 
 
 @dataclass
@@ -160,8 +176,10 @@ class IngestResult:
     report: dict
 
 
-def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink) -> IngestResult:
-    """Stream documents of `sources` into `sink(document)`; duplicates and rejections are collected."""
+def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engine: Engine | None = None,
+           cache: ResultCache | None = None) -> IngestResult:
+    """Stream documents of `sources` into `sink(document)`; duplicates and rejections are collected.
+    Files are prepared on `engine` (default: `settings.workers` local processes), reusing `cache`."""
     builder = DocumentBuilder(settings)
     dedup = Deduplicator(settings.dedup)
     rejected, duplicates = [], []
@@ -169,7 +187,8 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink) -> I
     started = time.perf_counter()
     progress = tqdm(total=len(sources), desc="ingest", unit="file", disable=None)
     last_path = None
-    for item in prepare_all(sources, builder, settings.workers):
+    engine = engine or Engine(processes=settings.workers)
+    for item in prepare_all(sources, builder, engine, cache):
         if item.rejected:
             log.warning("ingest: rejected %s: %s", item.rejected.path, item.rejected.reason)
             rejected.append({"path": item.rejected.path, "reason": item.rejected.reason})
@@ -204,12 +223,13 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink) -> I
     return IngestResult(kept, rejected, duplicates, report)
 
 
-def run(settings: IngestSettings) -> IngestResult:
+def run(settings: IngestSettings, engine: Engine | None = None,
+        cache: ResultCache | None = None) -> IngestResult:
     """The DVC stage: ingest `settings.raw_dir` into `settings.out_dir`."""
     out = Path(settings.out_dir)
     sources = list_sources([settings.raw_dir])
     with io.ParquetStream(out / "documents.parquet", DOCUMENT_SCHEMA) as stream:
-        result = ingest(sources, settings, stream.write)
+        result = ingest(sources, settings, stream.write, engine, cache)
         if result.documents == 0:
             raise SystemExit(f"ingest: no usable document in {settings.raw_dir} "
                              f"({len(result.rejected)} rejected; see the log above)")
