@@ -79,6 +79,7 @@ def test_reads_every_format_with_its_metadata(raw, tmp_path):
     html = by_path["page.html"]
     assert html.title == "关于开展主题教育的通知" and html.date == "2023-04-10"
     assert "首页" not in html.text and "ICP" not in html.text and "track()" not in html.text
+    assert html.source == "党建网" and html.source_rule == "byline" and "来源" not in html.text
     docx = by_path["report.docx"]
     assert docx.title == "述职报告" and "专题学习 | 12次" in docx.text
     pdf = by_path["speech.pdf"]

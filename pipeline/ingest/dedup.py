@@ -78,11 +78,10 @@ class Deduplicator:
         self.lsh = MinHashLSH(threshold=settings.near_threshold, num_perm=settings.num_perm)
         self.sketches: dict[str, MinHash] = {}
 
-    def check(self, doc_id: str, text_hash: str, text: str) -> Duplicate | None:
+    def check(self, doc_id: str, text_hash: str, sketch: MinHash) -> Duplicate | None:
         """None if the document is new (it is then remembered), else the duplicate it is of."""
         if text_hash in self.exact:
             return Duplicate("exact", self.exact[text_hash], 1.0)
-        sketch = minhash(text, self.settings)
         candidates = self.lsh.query(sketch)
         if candidates:
             best = max(sorted(candidates), key=lambda c: sketch.jaccard(self.sketches[c]))

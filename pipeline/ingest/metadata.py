@@ -114,3 +114,24 @@ class SidecarMetadata:
         with open(sidecar, encoding="utf-8-sig", newline="") as fh:
             return {row["file"]: {k: (row.get(k) or "").strip() or None for k in SidecarMetadata.FIELDS}
                     for row in csv.DictReader(fh) if row.get("file")}
+
+
+_BYLINE_FIELD = re.compile(r"(来源|发布时间|发布日期|时间|日期|作者|编辑|责任编辑|发布机构)[：:]\s*")
+
+
+def parse_byline(line: str) -> dict | None:
+    """A web page's byline (来源：西岭日报　发布时间：2024-01-05　编辑：张某), as {source, date}; None if
+    the line is not one. Only short lines that start with a byline field qualify."""
+    if len(line) > 80 or not _BYLINE_FIELD.match(line):
+        return None
+    fields = {}
+    parts = _BYLINE_FIELD.split(line)[1:]
+    for name, value in zip(parts[::2], parts[1::2]):
+        value = value.strip()
+        if name == "来源" and value:
+            fields["source"] = re.split(r"\s", value)[0]
+        date = parse_date_value(value) if name != "来源" else None
+        date = date or (parse_date_value(value.split()[-1]) if name == "来源" and len(value.split()) > 1 else None)
+        if date and "date" not in fields:
+            fields["date"] = date
+    return fields

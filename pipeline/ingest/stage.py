@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from datasketch import MinHash
 from tqdm import tqdm
 
 from pipeline import io
@@ -19,7 +20,7 @@ from pipeline.cache import ResultCache, cached_map, code_version, file_digest, f
 from pipeline.config import IngestSettings
 from pipeline.engines import Engine
 from pipeline.ingest import metadata
-from pipeline.ingest.dedup import Deduplicator, content_hash
+from pipeline.ingest.dedup import Deduplicator, content_hash, minhash
 from pipeline.ingest.junk import JunkRules
 from pipeline.ingest.normalize import count_cjk, normalize_text, to_simplified
 from pipeline.ingest.readers import RawDocument, RejectedRecord, join_wrapped_lines, read_source
@@ -28,7 +29,7 @@ log = logging.getLogger("pipeline.ingest")
 
 SKIPPED_NAMES = {"readme.md", "readme.txt", "metadata.csv"}  # documentation beside the corpus, not corpus
 MAX_LINE_CHARS = 200_000  # a "document" on one line longer than this is a dump, not a paper
-NOT_PER_FILE = ("raw_dir", "out_dir", "workers", "dedup")  # settings that change no single file's result
+NOT_PER_FILE = ("raw_dir", "out_dir", "workers")  # settings that change no single file's result
 READER_LIBRARIES = ("trafilatura", "lxml", "python-docx", "pypdfium2", "charset-normalizer", "opencc")
 
 DOCUMENT_SCHEMA = pa.schema([
@@ -43,11 +44,13 @@ DOCUMENT_SCHEMA = pa.schema([
 
 @dataclass
 class Prepared:
-    """A document ready for dedup, or a rejection; `junk` counts removed lines per rule."""
+    """A document ready for dedup (with its MinHash sketch, computed where the file is read so that it
+    is cached and parallel), or a rejection; `junk` counts removed lines per rule."""
 
     document: dict | None = None
     rejected: RejectedRecord | None = None
     junk: Counter | None = None
+    sketch: MinHash | None = None
 
 
 def list_sources(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
@@ -103,6 +106,10 @@ class DocumentBuilder:
         title, title_rule = self._title(raw, sidecar, lines, path)
         if lines and title and lines[0] == title:
             lines = lines[1:]
+        byline = metadata.parse_byline(lines[0]) if lines else None
+        if byline is not None:  # 来源/发布时间 of a web page: metadata, not a paragraph
+            lines = lines[1:]
+        byline = byline or {}
         if raw.format == "pdf":  # after the title line is taken, which is never part of a paragraph
             lines = join_wrapped_lines(lines)
         longest = max((len(line) for line in lines), default=0)
@@ -114,10 +121,10 @@ class DocumentBuilder:
         if cjk < self.settings.min_chinese_chars:
             return self._reject(raw, f"no usable Chinese text ({cjk} Chinese characters; "
                                      f"ingest.min_chinese_chars={self.settings.min_chinese_chars})")
-        date, date_rule = self._date(raw, sidecar, path, body)
+        date, date_rule = self._date(raw, sidecar, byline, path, body)
         source, source_rule = self._first(
             (raw.fields.get("source"), "field"), (sidecar.get("source"), "metadata.csv"),
-            (junk.site, "junk_site"), (Path(raw.path.split("#")[0]).parent.name or None, "folder"))
+            (byline.get("source"), "byline"), (junk.site, "junk_site"), (Path(raw.path.split("#")[0]).parent.name or None, "folder"))
         doc_type, doc_type_rule = self._first(
             (raw.fields.get("doc_type"), "field"), (sidecar.get("doc_type"), "metadata.csv"),
             (metadata.doc_type_from_title(title), "title_keyword"))
@@ -130,7 +137,8 @@ class DocumentBuilder:
             "text": body, "n_chars": len(body), "junk_lines": len(junk.removed),
             "simplified": simplified, "content_hash": chash,
         }
-        return Prepared(document=document, junk=Counter(rule for rule, _ in junk.removed))
+        return Prepared(document=document, junk=Counter(rule for rule, _ in junk.removed),
+                        sketch=minhash(body, self.settings.dedup))
 
     @staticmethod
     def _reject(raw: RawDocument, reason: str) -> Prepared:
@@ -150,11 +158,12 @@ class DocumentBuilder:
             (first if raw.format != "records" and metadata.looks_like_title(first) else None, "first_line"),
             (path.stem if raw.record < 0 else None, "file_name"))
 
-    def _date(self, raw, sidecar, path, body):
+    def _date(self, raw, sidecar, byline, path, body):
         candidates = [
             (metadata.parse_date_value(raw.fields.get("date")), "field"),
             (metadata.parse_date_value(raw.fields.get("year")), "field"),
             (metadata.parse_date_value(sidecar.get("date")), "metadata.csv"),
+            (byline.get("date"), "byline"),
             (metadata.date_from_filename(path.name) if raw.record < 0 else None, "file_name"),
             (metadata.date_from_text(body), "text"),
         ]
@@ -198,7 +207,7 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
             file_path = doc["path"].split("#")[0]
             formats[doc["format"]] += 1
             junk.update(item.junk)
-            dup = dedup.check(doc["doc_id"], doc["content_hash"], doc["text"])
+            dup = dedup.check(doc["doc_id"], doc["content_hash"], item.sketch)
             if dup:
                 duplicates.append({"doc_id": doc["doc_id"], "path": doc["path"], "title": doc["title"],
                                    "kind": dup.kind, "kept_doc_id": dup.kept_doc_id,
