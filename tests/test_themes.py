@@ -278,3 +278,13 @@ def test_scores_match_a_hand_computed_case():
     assert result["no_theme_flagged"] == 1.0  # the one no-theme row got a theme
     lo, hi = result["per_theme"]["a"]["f1_ci"]
     assert lo <= 0.5 <= hi
+
+
+def test_thresholds_maximise_dev_f1_under_the_ceiling():
+    from pipeline.classifiers.base import tune_thresholds
+
+    scores = np.array([[0.95], [0.85], [0.6], [0.3], [0.1]])
+    truth = np.array([[True], [True], [False], [False], [False]])
+    assert tune_thresholds(scores, truth)[0] == pytest.approx(0.625)  # lowest threshold that excludes 0.6
+    assert tune_thresholds(scores, truth, ceiling=0.4)[0] == pytest.approx(0.325)
+    assert tune_thresholds(scores, ~truth & False, ceiling=0.4)[0] == 0.4  # no positive: the ceiling

@@ -15,7 +15,7 @@ from pipeline.classifiers.base import ThemeClassifier
 from pipeline.text import words
 
 DEFAULTS = {"char_ngrams": [1, 3], "word_ngrams": [1, 2], "min_df": 2, "max_features": 200_000,
-            "C": 4.0, "seed": 0}
+            "C": 1.0, "threshold_ceiling": 0.4, "seed": 0}
 
 
 class TfidfClassifier(ThemeClassifier):
