@@ -14,8 +14,10 @@ from functools import lru_cache
 
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 # Full-width digits, letters and symbols → ASCII; the Chinese punctuation ，：；！？（） stays full-width.
-_HALF_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F) if chr(cp) not in "，：；！？（）"}
-_HALF_WIDTH.update({0x3000: 0x20, 0x00A0: 0x20})
+_HALF_WIDTH = {chr(cp): chr(cp - 0xFEE0) for cp in range(0xFF01, 0xFF5F) if chr(cp) not in "，：；！？（）"}
+_HALF_WIDTH.update({"\u3000": " ", "\u00a0": " "})
+# a regex over just these characters: they are rare, so this beats str.translate on every character
+_WIDE_FORMS = re.compile("[" + "".join(re.escape(ch) for ch in _HALF_WIDTH) + "]")
 # Compatibility characters that only NFKC maps: Kangxi radicals (PDF extraction), CJK compatibility
 # ideographs, enclosed and squared forms, ligatures; normalising just these keeps NFKC's cost off the
 # rest of the text.
@@ -69,7 +71,7 @@ def _normalize_spacing(text: str) -> str:
 
 def normalize_text(text: str) -> str:
     """Normalised text: one paragraph per line, no blank lines, no zero-width characters."""
-    text = _ZERO_WIDTH.sub("", text).translate(_HALF_WIDTH)
+    text = _WIDE_FORMS.sub(lambda m: _HALF_WIDTH[m.group(0)], _ZERO_WIDTH.sub("", text))
     if _COMPAT.search(text):
         text = _COMPAT.sub(_nfkc, text)
     text = unicodedata.normalize("NFC", text) if not unicodedata.is_normalized("NFC", text) else text
