@@ -89,6 +89,15 @@ def _train(method: str):
     return command
 
 
+def _pretrain(args) -> int:
+    from pipeline import pretrain
+    from pipeline.classifiers.bert import bert_settings
+
+    scratch = bert_settings(config.load_params(args.params).get("bert"), f"{args.params}:bert").scratch
+    pretrain.run(config.stage_settings("pretrain", pretrain.PretrainSettings, args.params), scratch)
+    return 0
+
+
 def _evaluate(args) -> int:
     from pipeline import evaluate
 
@@ -184,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("split", _split, "stage: gold + training corpus + silver → train/dev/test splits"),
         ("dictionary", _train("dictionary"), "stage: the codebook-keyword method → models/dictionary"),
         ("baseline", _train("baseline"), "stage: TF-IDF + logistic regression → models/baseline"),
+        ("pretrain", _pretrain, "stage (optional): MLM-pretrain the scratch BERT → models/pretrained_scratch"),
         ("train_bert", _train("bert"), "stage: fine-tune BERT → models/bert"),
         ("evaluate", _evaluate, "stage: every model on the gold test split → metrics/"),
         ("select_model", _select_model, "stage: best dev macro-F1 → models/default (+ model card)"),

@@ -60,7 +60,7 @@ class SegmentSettings:
     run_on_line_chars: int = 300  # lines longer than this are searched for inline headings
 
 
-def _build(cls, data: dict | None, where: str):
+def build_settings(cls, data: dict | None, where: str):
     """Instantiate dataclass `cls` from a dict, recursing into nested dataclasses."""
     data = data or {}
     if not isinstance(data, dict):
@@ -74,7 +74,7 @@ def _build(cls, data: dict | None, where: str):
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{where}.{name}")
+            kwargs[name] = build_settings(hint, value, f"{where}.{name}")
         else:
             kwargs[name] = value
     return cls(**kwargs)
@@ -90,4 +90,4 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
 
 def stage_settings(section: str, cls, params_path: str | Path = PARAMS_FILE):
     """The typed settings of one stage, from its section of params.yaml (defaults where absent)."""
-    return _build(cls, load_params(params_path).get(section), f"{params_path}:{section}")
+    return build_settings(cls, load_params(params_path).get(section), f"{params_path}:{section}")

@@ -1,0 +1,211 @@
+"""BERT classifier: train a tiny model on made-up sentences, save, reload, resolve base models — offline."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pipeline.classifiers.base import ModelError, load_model, read_card, tune_thresholds  # noqa: E402
+from pipeline.classifiers.bert import (BertClassifier, ScratchSettings, bert_settings,  # noqa: E402
+                                       encode_chunks, macro_f1, pool_max, resolve_base_model, sigmoid)
+from pipeline.codebook import load_codebook  # noqa: E402
+
+CODEBOOK = load_codebook()
+PHRASES = {  # theme → phrases that mark it
+    "political": ["坚定政治立场", "增强四个意识", "坚决做到两个维护"],
+    "ideology": ["加强理论学习", "坚定理想信念", "用新思想武装头脑"],
+    "organization": ["加强干部队伍建设", "规范发展党员工作", "严格选人用人"],
+    "work_style": ["落实中央八项规定精神", "整治形式主义官僚主义", "大兴调查研究"],
+    "discipline": ["严明廉洁纪律", "开展警示教育", "执行纪律处分条例"],
+    "institutions": ["完善党内法规制度", "健全制度体系", "抓好建章立制"],
+    "supervision": ["深化巡视巡察", "强化党内监督", "抓好整改落实"],
+    "anti_corruption": ["严肃查处贪污受贿", "一体推进不敢腐不能腐不想腐", "保持惩治腐败高压态势"],
+    "grassroots": ["建强基层党组织", "发挥支部战斗堡垒作用", "抓好村党支部建设"],
+}
+FILLERS = ["我们要", "全体党员干部必须", "今年以来，我单位", "下一步，要继续"]
+
+
+def make_split(n: int, offset: int) -> tuple[list[str], np.ndarray]:
+    texts, targets = [], np.zeros((n, len(CODEBOOK.ids)), dtype=np.float32)
+    for i in range(n):
+        k = i + offset
+        themes = [k % 9] + ([(k * 4 + 1) % 9] if k % 3 == 0 else [])
+        parts = [PHRASES[CODEBOOK.ids[j]][(k // 9 + m) % 3] for m, j in enumerate(themes)]
+        texts.append(FILLERS[k % 4] + "，".join(parts) + "。")
+        targets[i, themes] = 1.0
+    return texts, targets
+
+
+TRAIN = make_split(120, 0)
+DEV = make_split(36, 120)
+TINY = {"max_length": 24, "stride": 6, "epochs": 6, "batch_size": 8, "learning_rate": 3e-3,
+        "eval_batch_size": 16, "precision": "fp32", "warmup_ratio": 0.0,
+        "scratch": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "intermediate_size": 128,
+                    "max_position_embeddings": 64}}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def tiny_params(tmp, **overrides) -> dict:
+    return {**TINY, "live_dir": str(tmp / "live"), "checkpoint_dir": str(tmp / "ckpt"), **overrides}
+
+
+def train(tmp, **overrides) -> BertClassifier:
+    return BertClassifier(CODEBOOK, tiny_params(tmp, **overrides)).fit(*TRAIN, *DEV)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bert")
+    model = train(tmp)
+    return model, model.save(tmp / "model"), tmp
+
+
+def test_save_reload_gives_the_same_scores(trained):
+    model, directory, tmp = trained
+    assert (directory / "model.safetensors").is_file() and (directory / "tokenizer.json").is_file()
+    assert not (tmp / "ckpt").exists()  # epoch checkpoints are removed after training
+    assert (tmp / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert (tmp / "live" / "plots" / "metrics" / "eval" / "macro_f1.tsv").is_file()
+    card = read_card(directory)
+    assert card["base_model"]["kind"] == "scratch" and card["base_model"]["parameters"] > 0
+    assert card["training"]["train_texts"] == len(TRAIN[0])
+    reloaded = load_model(directory, CODEBOOK)
+    texts = DEV[0] + ["一段与任何主题都无关的文字。"]
+    assert np.allclose(model.predict_scores(texts), reloaded.predict_scores(texts), atol=1e-6)
+
+
+def test_it_learns_and_keeps_the_epoch_with_the_best_dev_macro_f1(trained):
+    model, _, _ = trained
+    dev_f1 = macro_f1(model.predict_scores(DEV[0]), DEV[1], model.thresholds)
+    assert dev_f1 > 0.8
+    # early stopping watched the same per-paragraph score that the saved model gives
+    assert dev_f1 == pytest.approx(model.info["training"]["best_dev_macro_f1"])
+
+
+def test_thresholds_are_tuned_on_dev_stored_and_used(trained):
+    model, directory, _ = trained
+    expected = tune_thresholds(model.predict_scores(DEV[0]), DEV[1] >= 0.5)
+    assert np.allclose(model.thresholds, expected)
+    reloaded = load_model(directory, CODEBOOK)
+    assert np.allclose(reloaded.thresholds, expected)
+    scores, labels = reloaded.predict(DEV[0])
+    assert labels == [[t for t, s, th in zip(CODEBOOK.ids, row, expected) if s >= th] for row in scores]
+
+
+def test_cpu_training_is_deterministic(trained, tmp_path):
+    model, _, _ = trained
+    again = train(tmp_path)
+    assert np.array_equal(model.predict_scores(DEV[0]), again.predict_scores(DEV[0]))
+
+
+def test_row_weights_scale_each_paragraphs_loss(trained, tmp_path):
+    model, _, _ = trained
+    doubled = BertClassifier(CODEBOOK, tiny_params(tmp_path)).fit(*TRAIN, *DEV, weights=np.full(len(TRAIN[0]), 2.0))
+    assert np.array_equal(doubled.predict_scores(DEV[0]), model.predict_scores(DEV[0]))  # only ratios count
+    g = CODEBOOK.ids.index("grassroots")
+    unseen = BertClassifier(CODEBOOK, tiny_params(tmp_path)).fit(
+        *TRAIN, *DEV, weights=np.where(TRAIN[1][:, g] > 0, 0.0, 1.0))  # its positives weigh nothing
+    rows = DEV[1][:, g] > 0
+    assert unseen.predict_scores(DEV[0])[rows, g].mean() < 0.2 * model.predict_scores(DEV[0])[rows, g].mean()
+
+
+def test_long_paragraph_is_chunked_and_max_pooled(trained):
+    model, _, _ = trained
+    long_text, short = "".join(DEV[0][:4]), "强化党内监督。"
+    chunks, mapping = encode_chunks(model.tokenizer, [long_text, short], model.settings.max_length,
+                                    model.settings.stride)
+    assert mapping.tolist() == [0] * (len(mapping) - 1) + [1] and len(mapping) > 2
+    scores = model.predict_scores([short, long_text, DEV[0][1]])  # batched longest first, order restored
+    assert scores.shape == (3, len(CODEBOOK.ids))
+    assert np.allclose(scores[0], model.predict_scores([short])[0], atol=1e-6)
+    with torch.inference_mode():
+        chunk_logits = np.stack([model.model(**{k: torch.tensor([v]) for k, v in c.items()}).logits[0].numpy()
+                                 for c, t in zip(chunks, mapping) if t == 0])
+    assert np.allclose(scores[1], sigmoid(chunk_logits.max(axis=0)), atol=1e-5)
+
+
+def test_pool_max_takes_each_texts_largest_chunk_logit():
+    logits = np.array([[0.0, 5.0], [1.0, -1.0], [2.0, 2.0]])
+    assert pool_max(logits, np.array([0, 0, 1]), 2).tolist() == [[1.0, 5.0], [2.0, 2.0]]
+
+
+def test_missing_local_directory_is_an_error():
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_base_model("./models/no-such-checkpoint")
+
+
+def test_unknown_hub_name_fails_fast_offline(tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"model 'hfl/no-such-rbt3' not found locally and the hub is "
+                                         r"unreachable.*set bert.base_model to a local directory"):
+        BertClassifier(CODEBOOK, tiny_params(tmp_path, base_model="hfl/no-such-rbt3")).fit(*TRAIN)
+    assert time.perf_counter() - started < 5
+
+
+def test_unreachable_hub_fails_fast_without_offline_mode(monkeypatch):
+    import pipeline.classifiers.bert as bert
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(bert, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelError, match="not found locally and the hub is unreachable"):
+        resolve_base_model("hfl/no-such-rbt3")
+
+
+def test_directory_without_config_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(ModelError, match="not a Hugging Face checkpoint"):
+        resolve_base_model(str(tmp_path))
+
+
+def test_pretrained_scratch_and_local_directories_are_used(tmp_path):
+    from pipeline.pretrain import PretrainSettings, run
+
+    corpus = DEV[0] + TRAIN[0]
+    pd.DataFrame({"text": corpus + ["标题"], "kind": ["body"] * len(corpus) + ["heading"]}).to_parquet(
+        tmp_path / "paragraphs.parquet")
+    stats = run(PretrainSettings(paragraphs=str(tmp_path / "paragraphs.parquet"),
+                                 train_split=str(tmp_path / "absent.parquet"), out_dir=str(tmp_path / "pre"),
+                                 max_length=24, epochs=1, batch_size=16, holdout=0.1, precision="fp32",
+                                 live_dir="", checkpoint_dir=str(tmp_path / "pre_ckpt")),
+                ScratchSettings(**TINY["scratch"]))
+    assert stats["texts"] == len(set(corpus)) and stats["perplexity"] > 1  # distinct texts
+    assert (tmp_path / "pre" / "model.safetensors").is_file()
+
+    from_pretrain = train(tmp_path, pretrain_dir=str(tmp_path / "pre"), epochs=1, live_dir="")
+    assert from_pretrain.info["base_model"]["kind"] == "pretrained_scratch"
+    from_dir = train(tmp_path, base_model=str(tmp_path / "pre"), epochs=1, live_dir="")
+    assert from_dir.info["base_model"] | {"parameters": 0} == {
+        "name": str(tmp_path / "pre"), "kind": "local", "path": str(tmp_path / "pre"), "parameters": 0,
+        "vocab_size": stats["vocab_size"]}
+    assert from_dir.info["base_model"]["parameters"] == from_pretrain.info["base_model"]["parameters"]
+
+
+def test_weights_for_other_labels_are_refused(trained, tmp_path):
+    _, directory, _ = trained
+    copy = shutil.copytree(directory, tmp_path / "model")
+    config = json.loads((copy / "config.json").read_text())
+    config["id2label"]["0"], config["id2label"]["1"] = config["id2label"]["1"], config["id2label"]["0"]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="id2label"):
+        load_model(copy, CODEBOOK)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown key"):
+        bert_settings({"epoch": 3})
+    with pytest.raises(ValueError, match="precision"):
+        bert_settings({"precision": "fp8"})
+    with pytest.raises(ValueError, match="stride"):
+        bert_settings({"max_length": 32, "stride": 30})
+    assert bert_settings({"scratch": {"hidden_size": 64}}).scratch.hidden_size == 64
+    assert bert_settings({"threshold_ceiling": 0.4}).threshold_ceiling == 0.4  # read by tune_thresholds
