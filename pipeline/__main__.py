@@ -6,6 +6,7 @@ Stage subcommands read their section of params.yaml (as `dvc.yaml` declares) and
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -65,26 +66,34 @@ def _parse(args) -> int:
     return 0 if result.documents else 1
 
 
-def _weak_label(args) -> int:
-    from pipeline.labels import weak_label
+# Stages that only read their params section: name → (module, settings class, help).
+SIMPLE_STAGES = {
+    "weak_label": ("pipeline.labels.weak_label", "WeakLabelSettings",
+                   "codebook labelling functions → silver labels + LF report"),
+    "split": ("pipeline.labels.split", "SplitSettings", "gold + training corpus + silver → train/dev/test splits"),
+    "evaluate": ("pipeline.evaluate", "EvaluateSettings", "every model on the gold test split → metrics/"),
+    "select_model": ("pipeline.select_model", "SelectSettings",
+                     "best dev macro-F1 → models/default (+ model card)"),
+    "trends": ("pipeline.trends", "TrendsSettings", "paragraph themes → reports/tables, reports/plots"),
+    "charts": ("pipeline.charts", "ChartsSettings", "trend tables + evaluation → reports/figures"),
+    "report": ("pipeline.report", "ReportSettings", "everything → reports/index.html (works offline)"),
+}
 
-    weak_label.run(config.stage_settings("weak_label", weak_label.WeakLabelSettings, args.params))
-    return 0
 
-
-def _split(args) -> int:
-    from pipeline.labels import split
-
-    split.run(config.stage_settings("split", split.SplitSettings, args.params))
-    return 0
+def _simple_stage(name: str):
+    def command(args) -> int:
+        module_name, settings_name, _ = SIMPLE_STAGES[name]
+        module = importlib.import_module(module_name)
+        module.run(config.stage_settings(name, getattr(module, settings_name), args.params))
+        return 0
+    return command
 
 
 def _train(method: str):
     def command(args) -> int:
         from pipeline import train
 
-        section = {"dictionary": "dictionary", "baseline": "baseline", "bert": "bert"}[method]
-        train.run(method, config.load_params(args.params).get(section) or {})
+        train.run(method, config.load_params(args.params).get(method) or {})
         return 0
     return command
 
@@ -95,20 +104,6 @@ def _pretrain(args) -> int:
 
     scratch = bert_settings(config.load_params(args.params).get("bert"), f"{args.params}:bert").scratch
     pretrain.run(config.stage_settings("pretrain", pretrain.PretrainSettings, args.params), scratch)
-    return 0
-
-
-def _evaluate(args) -> int:
-    from pipeline import evaluate
-
-    evaluate.run(config.stage_settings("evaluate", evaluate.EvaluateSettings, args.params))
-    return 0
-
-
-def _select_model(args) -> int:
-    from pipeline import select_model
-
-    select_model.run(config.stage_settings("select_model", select_model.SelectSettings, args.params))
     return 0
 
 
@@ -154,27 +149,6 @@ def _annotate(args) -> int:
     return 0
 
 
-def _trends(args) -> int:
-    from pipeline import trends
-
-    trends.run(config.stage_settings("trends", trends.TrendsSettings, args.params))
-    return 0
-
-
-def _charts(args) -> int:
-    from pipeline import charts
-
-    charts.run(config.stage_settings("charts", charts.ChartsSettings, args.params))
-    return 0
-
-
-def _report(args) -> int:
-    from pipeline import report
-
-    report.run(config.stage_settings("report", report.ReportSettings, args.params))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE, help="params file (default: params.yaml)")
@@ -188,25 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(func=_ingest)
     sub.add_parser("segment", parents=[engine], help="stage: documents → data/interim/paragraphs.parquet"
                    ).set_defaults(func=_segment)
+
+    def simple(name: str) -> None:
+        sub.add_parser(name, help=f"stage: {SIMPLE_STAGES[name][2]}").set_defaults(func=_simple_stage(name))
+
+    simple("weak_label")
+    simple("split")
     for name, func, text in [
-        ("weak_label", _weak_label, "stage: codebook labelling functions → silver labels + LF report"),
-        ("split", _split, "stage: gold + training corpus + silver → train/dev/test splits"),
         ("dictionary", _train("dictionary"), "stage: the codebook-keyword method → models/dictionary"),
         ("baseline", _train("baseline"), "stage: TF-IDF + logistic regression → models/baseline"),
         ("pretrain", _pretrain, "stage (optional): MLM-pretrain the scratch BERT → models/pretrained_scratch"),
         ("train_bert", _train("bert"), "stage: fine-tune BERT → models/bert"),
-        ("evaluate", _evaluate, "stage: every model on the gold test split → metrics/"),
-        ("select_model", _select_model, "stage: best dev macro-F1 → models/default (+ model card)"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
+    simple("evaluate")
+    simple("select_model")
     sub.add_parser("predict", parents=[engine], help="stage: score every paragraph → "
                    "data/processed/paragraph_themes.parquet").set_defaults(func=_predict)
-    for name, func, text in [
-        ("trends", _trends, "stage: paragraph themes → reports/tables, reports/plots"),
-        ("charts", _charts, "stage: trend tables + evaluation → reports/figures"),
-        ("report", _report, "stage: everything → reports/index.html (works offline)"),
-    ]:
-        sub.add_parser(name, help=text).set_defaults(func=func)
+    for name in ("trends", "charts", "report"):
+        simple(name)
     refresh = sub.add_parser("refresh", help="collect new documents (watched folders, URLs) into data/raw, "
                              "then dvc repro and dvc push; exit codes in docs/refresh.md")
     refresh.add_argument("--no-repro", action="store_true", help="only collect: skip dvc repro and dvc push")

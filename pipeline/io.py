@@ -45,6 +45,13 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
 
+def append_record(path: str | os.PathLike, record: dict) -> None:
+    """Add one record to a JSON list file (benchmark results), rewriting it atomically."""
+    path = Path(path)
+    records = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    write_json(path, records + [record])
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:

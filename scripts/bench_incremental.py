@@ -109,8 +109,7 @@ def main(argv=None) -> int:
     for name, run in record["runs"].items():
         print(f"| {name} | {run['ingest_s']} | {run['segment_s']} | {round(run['ingest_s'] + run['segment_s'], 2)} | "
               f"{run['ingest_reused']} | {run['segment_reused']} |")
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    io.write_json(RESULTS, records + [record])
+    io.append_record(RESULTS, record)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if identical else 1
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from pipeline import io
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "corpora"
 RESULTS = ROOT / "docs" / "bench_ingest_results.json"
@@ -95,7 +97,6 @@ def main(argv=None) -> int:
         return 0
     work = Path(args.work_dir)
     _, source = paragraph_pool()
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     print("| corpus MB | docs | workers | ingest MB/s | segment MB/s | ingest+segment MB/s | per core | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     for megabytes in args.mb:
@@ -109,11 +110,9 @@ def main(argv=None) -> int:
                       "ingest_mb_s": round(mb / result["ingest_s"], 2), "segment_mb_s": round(mb / result["segment_s"], 2),
                       "total_mb_s": round(mb / total, 2), "per_core_mb_s": round(mb / total / workers, 2),
                       **{k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}}
-            records.append(record)
+            io.append_record(RESULTS, record)
             print(f"| {record['corpus_mb']} | {docs} | {workers} | {record['ingest_mb_s']} | {record['segment_mb_s']} | "
                   f"{record['total_mb_s']} | {record['per_core_mb_s']} | {record['peak_rss_mb']} |", flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -110,8 +110,7 @@ def main(argv=None) -> int:
         total = round(times["ingest_s"] + times["segment_s"] + times["predict_s"], 2)
         print(f"| {name} | {times['start_s']} | {times['ingest_s']} | {times['segment_s']} | "
               f"{times['predict_s']} | {total} |")
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    io.write_json(RESULTS, records + [record])
+    io.append_record(RESULTS, record)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if identical else 1
 
