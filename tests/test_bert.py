@@ -209,3 +209,20 @@ def test_settings_are_checked():
         bert_settings({"max_length": 32, "stride": 30})
     assert bert_settings({"scratch": {"hidden_size": 64}}).scratch.hidden_size == 64
     assert bert_settings({"threshold_ceiling": 0.4}).threshold_ceiling == 0.4  # read by tune_thresholds
+
+
+def test_classify_command_accepts_a_bert_model_directory(trained, tmp_path):
+    from pipeline.__main__ import main
+
+    model, directory, _ = trained
+    texts = TRAIN[0][:3]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "text": t, "keep": "x"}, ensure_ascii=False)
+                             for i, t in enumerate(texts)))
+    assert main(["classify", "--model", str(directory), "--input", str(src), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = model.predict_scores(texts)
+    assert [r["keep"] for r in rows] == ["x"] * 3
+    for row, scores in zip(rows, expected):
+        assert list(row["scores"]) == CODEBOOK.ids
+        np.testing.assert_allclose([row["scores"][t] for t in CODEBOOK.ids], scores, atol=1e-4)
