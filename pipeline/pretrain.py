@@ -82,12 +82,11 @@ def run(settings: PretrainSettings, scratch: ScratchSettings | None = None) -> d
              "vocab_size": len(tokenizer), "parameters": model.num_parameters(), "precision": precision,
              "scratch": asdict(scratch), "train_loss": round(result.training_loss, 4),
              "eval_loss": round(eval_loss, 4) if eval_loss is not None else None,
-             "perplexity": round(math.exp(eval_loss), 2) if eval_loss is not None else None,
-             "runtime_s": round(result.metrics["train_runtime"], 1)}
+             "perplexity": round(math.exp(eval_loss), 2) if eval_loss is not None else None}
     if args.process_index == 0:
         _save(trainer.model, tokenizer, stats, Path(settings.out_dir))
-    log.info("pretrain: %d texts, %d chunks, vocab %d → %s (eval perplexity %s)", len(texts), len(chunks),
-             len(tokenizer), settings.out_dir, stats["perplexity"])
+    log.info("pretrain: %d texts, %d chunks, vocab %d, %.1fs → %s (eval perplexity %s)", len(texts),
+             len(chunks), len(tokenizer), result.metrics["train_runtime"], settings.out_dir, stats["perplexity"])
     return stats
 
 

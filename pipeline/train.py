@@ -35,11 +35,10 @@ def run(method: str, params: dict | None = None, splits_dir: str = SPLITS_DIR, m
         **{k: dev_metrics[k] for k in ("micro_f1", "macro_f1", "top1_accuracy", "no_theme_flagged")},
         "per_theme_f1": {t: v["f1"] for t, v in dev_metrics["per_theme"].items()}}}
     model.info["train_rows_by_origin"] = train["origin"].value_counts().sort_index().to_dict()
-    model.info["training_seconds"] = round(time.perf_counter() - started, 1)
     directory = Path(models_dir) / method
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch only rank 0 writes
         return model
     model.save(directory)
     log.info("train: %s on %d paragraphs in %.1fs, dev macro-F1 %.3f → %s", method, len(train),
-             model.info["training_seconds"], dev_metrics["macro_f1"], directory)
+             time.perf_counter() - started, dev_metrics["macro_f1"], directory)
     return model

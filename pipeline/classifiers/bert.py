@@ -419,8 +419,10 @@ class BertClassifier(ThemeClassifier):
             "train_texts": len(texts), "train_chunks": len(train), "dev_texts": len(dev_texts or []),
             "precision": precision, "device": str(args.device), "world_size": args.world_size,
             "epochs_run": round(trainer.state.epoch or 0, 2), "steps": trainer.state.global_step,
-            "best_dev_macro_f1": trainer.state.best_metric, "runtime_s": round(result.metrics["train_runtime"], 1),
-            "train_chunks_per_s": round(result.metrics["train_samples_per_second"], 1)})
+            "best_dev_macro_f1": trainer.state.best_metric})
+        # timings go to the log, not model.json: the same data and seed must give the same directory
+        log.info("bert: trained %d steps in %.1fs (%.1f chunks/s) on %s", trainer.state.global_step,
+                 result.metrics["train_runtime"], result.metrics["train_samples_per_second"], args.device)
         if has_dev:
             self.tune_thresholds(list(dev_texts), np.asarray(dev_targets))
         return self
