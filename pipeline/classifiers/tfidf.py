@@ -65,6 +65,10 @@ class TfidfClassifier(ThemeClassifier):
         return np.column_stack(columns)
 
     def save_weights(self, directory: Path) -> None:
+        for _, vectorizer in self.features.transformer_list:
+            # scikit-learn caches id(stop_words) here to warn once; a memory address differs between
+            # processes, and would make identical models differ byte for byte
+            vars(vectorizer).pop("_stop_words_id", None)
         joblib.dump({"features": self.features, "models": self.models}, directory / "tfidf_lr.joblib")
 
     def load_weights(self, directory: Path) -> None:
