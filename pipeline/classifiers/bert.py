@@ -350,12 +350,16 @@ class WeightedBCETrainer(Trainer):
 
 
 class StepDVCLiveCallback(DVCLiveCallback):
-    """DVCLiveCallback whose step is the optimizer step: the stock one counts log calls, which
-    evaluations advance too, so train and eval curves would not share an x axis."""
+    """DVCLiveCallback whose step is the optimizer step (the stock one counts log calls, which
+    evaluations advance too, so train and eval curves would not share an x axis), and which leaves out
+    timings, so that the same data and seed give the same DVC metrics."""
 
-    def on_log(self, args, state, control, **kwargs):
+    TIMINGS = ("runtime", "_per_second")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
         self.live.step = state.global_step
-        super().on_log(args, state, control, **kwargs)
+        logs = {k: v for k, v in (logs or {}).items() if not k.endswith(self.TIMINGS)}
+        super().on_log(args, state, control, logs=logs, **kwargs)
 
 
 def live_callbacks(live_dir: str, args: TrainingArguments) -> list:
