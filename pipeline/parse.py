@@ -34,5 +34,5 @@ def parse_paths(paths: list[str], ingest_settings: IngestSettings, segment_setti
             emit({"path": document["path"], **{k: row[k] for k in PARSE_FIELDS}})
             counted["paragraphs"] += 1
 
-    result = ingest(list_sources(paths), ingest_settings, sink)
+    result = ingest(list_sources(paths, ingest_settings.metadata_csv), ingest_settings, sink)
     return ParseResult(result.documents, counted["paragraphs"], result.rejected, result.duplicates)

@@ -191,7 +191,7 @@ def collect_folder(folder: Path, shown: str, store: RawStore, settings: RefreshS
                                                          "or remove it from refresh.watch_dirs"})
         return
     sidecar = SidecarMetadata(ingest.metadata_csv)
-    for path, _ in list_sources([folder]):
+    for path, _ in list_sources([folder], ingest.metadata_csv):
         outcome.checked["files"] += 1
         rel = str(Path(shown) / path.absolute().relative_to(folder.absolute()))
         if path.suffix.lower() not in FORMATS:

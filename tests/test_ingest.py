@@ -204,3 +204,10 @@ def test_real_corpora_are_ingested_with_years(shared_corpora, tmp_path):
     assert len(gov) == 57 and len(congress) == 9
     assert gov.year.min() == 1954 and gov.year.max() == 2025
     assert sorted(congress.year) == [1982, 1987, 1992, 1997, 2002, 2007, 2012, 2017, 2022]
+
+
+def test_a_renamed_sidecar_is_read_as_metadata_not_as_a_document(raw, tmp_path):
+    write_txt(raw / "a.txt", "某某材料", distinct(0))
+    (raw / "meta.csv").write_text("file,title,date,source,doc_type\na.txt,,2020-05-01,东川日报,评论员文章\n")
+    docs, rejected, _ = run_ingest(raw, tmp_path, metadata_csv="meta.csv")
+    assert rejected.empty and len(docs) == 1 and docs.iloc[0].source == "东川日报"

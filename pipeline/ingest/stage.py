@@ -27,7 +27,7 @@ from pipeline.ingest.readers import RawDocument, RejectedRecord, join_wrapped_li
 
 log = logging.getLogger("pipeline.ingest")
 
-SKIPPED_NAMES = {"readme.md", "readme.txt", "metadata.csv"}  # documentation beside the corpus, not corpus
+DOCUMENTATION_NAMES = {"readme.md", "readme.txt"}  # documentation beside the corpus, not corpus
 MAX_LINE_CHARS = 200_000  # a "document" on one line longer than this is a dump, not a paper
 NOT_PER_FILE = ("raw_dir", "out_dir", "workers")  # settings that change no single file's result
 READER_LIBRARIES = ("trafilatura", "lxml", "python-docx", "pypdfium2", "charset-normalizer", "opencc")
@@ -53,13 +53,15 @@ class Prepared:
     sketch: MinHash | None = None
 
 
-def list_sources(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """Files under the given files/directories in a stable order, each with the path shown to users."""
+def list_sources(paths: Iterable[str | Path], metadata_csv: str = "metadata.csv") -> list[tuple[Path, str]]:
+    """Files under the given files/directories in a stable order, each with the path shown to users;
+    READMEs, sidecar metadata files and hidden files are not documents."""
+    skipped = DOCUMENTATION_NAMES | {metadata_csv.lower()}
     found = []
     for root in map(Path, paths):
         files = [root] if root.is_file() else sorted(
             p for p in root.rglob("*") if p.is_file()
-            and p.name.lower() not in SKIPPED_NAMES and not any(part.startswith(".") for part in p.relative_to(root).parts))
+            and p.name.lower() not in skipped and not any(part.startswith(".") for part in p.relative_to(root).parts))
         found.extend((path.absolute(), str(path)) for path in files)  # absolute: Ray workers' cwd differs
     return found
 
@@ -236,7 +238,7 @@ def run(settings: IngestSettings, engine: Engine | None = None,
         cache: ResultCache | None = None) -> IngestResult:
     """The DVC stage: ingest `settings.raw_dir` into `settings.out_dir`."""
     out = Path(settings.out_dir)
-    sources = list_sources([settings.raw_dir])
+    sources = list_sources([settings.raw_dir], settings.metadata_csv)
     with io.ParquetStream(out / "documents.parquet", DOCUMENT_SCHEMA) as stream:
         result = ingest(sources, settings, stream.write, engine, cache)
         if result.documents == 0:
