@@ -135,7 +135,7 @@ def run(settings: EvaluateSettings) -> dict:
         metrics["model"] = {k: model.info[k] for k in ("base_model", "train_rows") if k in model.info}
         results[method] = metrics
         io.write_json(Path(settings.metrics_dir) / f"{method}.json", {
-            "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
+            "codebook_hash": codebook.hash, "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
             "top1_accuracy": metrics["top1_accuracy"], "no_theme_flagged": metrics["no_theme_flagged"],
             "f1": {t: v["f1"] for t, v in metrics["per_theme"].items()}})
         f1_rows.extend({"method": method, "theme": t, "f1": v["f1"]} for t, v in metrics["per_theme"].items())
