@@ -42,7 +42,7 @@ def _segment(args) -> int:
     from pipeline import segment
 
     settings = config.stage_settings("segment", config.SegmentSettings, args.params)
-    segment.run(settings, engine=_engine(args), cache=_cache(args, "segment"))
+    segment.run(settings, engine=_engine(args, settings.workers), cache=_cache(args, "segment"))
     return 0
 
 

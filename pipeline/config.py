@@ -58,6 +58,7 @@ class SegmentSettings:
     heading_max_chars: int = 60  # a whole line this short with no sentence end may be a heading
     inline_heading_max_chars: int = 32  # a heading run into its body text is cut at most here
     run_on_line_chars: int = 300  # lines longer than this are searched for inline headings
+    workers: int = 1  # local processes segmenting documents in parallel (same output)
 
 
 def build_settings(cls, data: dict | None, where: str):

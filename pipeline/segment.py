@@ -357,7 +357,8 @@ def run(settings: SegmentSettings, documents_path: str = "data/interim/documents
     rows_of = partial(paragraph_rows, segmenter=segmenter)
     with io.ParquetStream(out_path, PARAGRAPH_SCHEMA) as out, \
             tqdm(total=source.metadata.num_rows, desc="segment", unit="doc", disable=None) as bar:
-        for rows in cached_map(rows_of, documents, segmenter.cache_key, cache, engine or Engine(), batch=16):
+        engine = engine or Engine(processes=settings.workers)
+        for rows in cached_map(rows_of, documents, segmenter.cache_key, cache, engine, batch=16):
             for row in rows:
                 kinds[row["kind"]] += 1
                 out.write(row)

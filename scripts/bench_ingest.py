@@ -63,7 +63,8 @@ def child(corpus: str, out: str, workers: int) -> None:
     started = time.perf_counter()
     stage.run(IngestSettings(raw_dir=corpus, out_dir=out, workers=workers))
     ingested = time.perf_counter()
-    paragraphs = segment.run(SegmentSettings(), f"{out}/documents.parquet", f"{out}/paragraphs.parquet")
+    paragraphs = segment.run(SegmentSettings(workers=workers), f"{out}/documents.parquet",
+                             f"{out}/paragraphs.parquet")
     print(json.dumps({"ingest_s": ingested - started, "segment_s": time.perf_counter() - ingested,
                       "paragraphs": paragraphs}))
 
@@ -88,7 +89,7 @@ def measure(corpus: Path, out: Path, workers: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, nargs="+", default=[200.0], help="corpus sizes in MB")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ingest and segment processes")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", default=str(ROOT / "build" / "bench_ingest"))
     args = parser.parse_args(argv)

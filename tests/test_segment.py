@@ -121,3 +121,18 @@ def test_real_congress_report_sections_are_recovered(shared_corpora, tmp_path):
     assert len(bodies[0]["heading_path"]) == 1  # the section's introduction stands under 十五、 alone
     under_subsections = {tuple(r["heading_path"]) for r in bodies if len(r["heading_path"]) == 2}
     assert len(under_subsections) == 7
+
+
+def test_segment_workers_write_the_same_paragraphs(tmp_path):
+    import pandas as pd
+
+    from pipeline import segment
+
+    line = "党的政治建设是党的根本性建设。" * 30
+    docs = pd.DataFrame([{"doc_id": f"d{i}", "text": f"一、第{i}部分\n{line}\n二、下一部分\n{line}", "title": "t",
+                          "date": "2020", "year": 2020, "doc_type": "通知", "source": "s"} for i in range(6)])
+    docs.to_parquet(tmp_path / "documents.parquet")
+    for workers in (1, 2):
+        segment.run(SegmentSettings(workers=workers), str(tmp_path / "documents.parquet"),
+                    str(tmp_path / f"paragraphs{workers}.parquet"))
+    assert (tmp_path / "paragraphs1.parquet").read_bytes() == (tmp_path / "paragraphs2.parquet").read_bytes()
