@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -47,8 +48,6 @@ def run(settings: PredictSettings, engine: Engine | None = None) -> pd.DataFrame
         for scores in map_ordered(model.predict_scores, batches, engine or Engine(), batch=1):
             parts.append(scores)
             bar.update(len(scores))
-    import numpy as np
-
     scores = np.vstack(parts) if parts else np.zeros((0, len(model.themes)))
     out = paragraphs[["para_id", "doc_id"]].copy()
     for j, theme in enumerate(model.themes):

@@ -81,10 +81,6 @@ def match_marker(text: str, pos: int = 0) -> tuple[str, int, int] | None:
     return None
 
 
-def starts_with_marker(line: str) -> bool:
-    return match_marker(line) is not None
-
-
 def _is_cjk_or_open(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or ch in OPENERS
 

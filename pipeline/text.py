@@ -1,7 +1,6 @@
 """Chinese text helpers shared by stages: numerals, sentence boundaries, word segmentation."""
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 CN_DIGITS = {"〇": 0, "零": 0, "○": 0, "O": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
@@ -56,10 +55,6 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     if start < n:
         spans.append((start, n))
     return [(a, b) for a, b in spans if text[a:b].strip()]
-
-
-def split_sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 @lru_cache(maxsize=1)

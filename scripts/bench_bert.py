@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import platform
 import sys
 import time

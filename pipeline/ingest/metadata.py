@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.text import cn_number
@@ -24,12 +23,6 @@ DOC_TYPES = [  # (keyword in the title, doc_type), first match wins
     ("交流材料", "交流材料"), ("交流发言", "交流材料"), ("工作报告", "工作报告"), ("报告", "报告"),
     ("讲话", "讲话"), ("条例", "党内法规"), ("规定", "党内法规"), ("意见", "意见"),
 ]
-
-
-@dataclass
-class Meta:
-    value: str | None
-    rule: str | None
 
 
 def _iso(year: int, month: int | None = None, day: int | None = None) -> str | None:

@@ -20,7 +20,6 @@ from pipeline.labels.gold import load_gold, load_training_corpus, match_gold, ta
 
 log = logging.getLogger("pipeline.labels")
 SPLITS = ("train", "dev", "test")
-COLUMNS = ["id", "doc_id", "text", "heading_path", "year", "origin", "genre", "primary", "weight"]
 
 
 @dataclass
