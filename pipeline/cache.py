@@ -4,18 +4,29 @@
 An entry's key covers everything its result depends on: the item itself (a file's bytes, the path shown
 for it and its sidecar metadata; a document row), the stage's settings, and the code that computes it
 (the stage's modules and rules, and the versions of the libraries that read the data). Change any
-of these and the item is computed again: nothing is ever invalidated by hand. Entries are pickles
-written atomically; delete the folder to reclaim space.
+of these and the item is computed again: nothing is ever invalidated by hand.
+
+Entries are JSON, never pickles: a cache may be restored from a shared store (the scheduled refresh
+does so), and unpickling a planted file would run its code. A result is stored as its function's
+return annotation says (`list[Prepared]`, `list[dict]`): dataclasses field by field, Counters as
+mappings; reading builds only those annotated types, so an entry's content never chooses what is
+constructed. A result that would not read back equal is simply
+not stored. An unreadable entry (truncated, edited) is a miss with a warning, computed again.
+CACHE_FORMAT is in every entry's name, so entries of another format (the old `.pkl` files included) are
+never opened. Entries are written atomically; delete the folder to reclaim space.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.metadata
 import json
 import logging
-import pickle
+import types
+import typing
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +35,7 @@ from pipeline import io
 from pipeline.engines import Engine, map_ordered
 
 log = logging.getLogger("pipeline.cache")
+CACHE_FORMAT = 2  # 1 was pickle
 
 
 def fingerprint(*parts) -> str:
@@ -59,31 +71,93 @@ def code_version(modules: Iterable[str], distributions: Iterable[str] = ()) -> s
     return fingerprint(parts)
 
 
+class UnreadableEntry(ValueError):
+    """A cache entry that cannot be read back (truncated, edited, or not what the function returns)."""
+
+
+class ResultCodec:
+    """A function's results ⇄ JSON data, led by its return annotation (unannotated: JSON's own types)."""
+
+    def __init__(self, hint: Any = Any):
+        self.hint = hint
+
+    @classmethod
+    def of(cls, func: Callable) -> ResultCodec:
+        while isinstance(func, functools.partial):
+            func = func.func
+        try:
+            return cls(typing.get_type_hints(func).get("return", Any))
+        except (NameError, TypeError):  # an annotation that does not resolve: store JSON's own types only
+            return cls()
+
+    def to_data(self, value: Any) -> Any:
+        return _convert(value, self.hint, to_data=True)
+
+    def from_data(self, data: Any) -> Any:
+        return _convert(data, self.hint, to_data=False)
+
+
+def _convert(value: Any, hint: Any, to_data: bool) -> Any:
+    """`value` of type `hint` as JSON data (to_data), or back. Only the annotated types are built."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) != 1:
+            raise TypeError(f"cannot store a value of {hint}: only `X | None` unions are supported")
+        return _convert(value, members[0], to_data)
+    if origin is list:
+        item_hint = args[0] if args else Any
+        return [_convert(item, item_hint, to_data) for item in value]
+    if dataclasses.is_dataclass(hint):
+        field_hints = typing.get_type_hints(hint)
+        if to_data:
+            return {f.name: _convert(getattr(value, f.name), field_hints[f.name], True)
+                    for f in dataclasses.fields(hint)}
+        return hint(**{f.name: _convert(value[f.name], field_hints[f.name], False)
+                       for f in dataclasses.fields(hint) if f.init})
+    if hint is Counter or origin is Counter:
+        return dict(value) if to_data else Counter(value)
+    return value  # JSON's own types; anything else fails to encode or fails the round trip in put()
+
+
 class ResultCache:
-    """Pickled results under `directory`, one file per key. A key is a fingerprint of everything the
+    """JSON results under `directory`, one file per key. A key is a fingerprint of everything the
     result depends on (see the module docstring), so a stale entry is never found, only left behind."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.hits = 0
         self.computed = 0
+        self.unreadable = 0
 
     def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.pkl"
+        return self.directory / key[:2] / f"{key}.v{CACHE_FORMAT}.json"
 
     def has(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, codec: ResultCodec) -> Any:
         path = self._path(key)
         try:
-            return pickle.loads(path.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-            raise OSError(f"cache entry {path} is unreadable ({type(err).__name__}): delete "
-                          f"{self.directory} and rerun") from None
+            return codec.from_data(json.loads(path.read_bytes().decode("utf-8", "surrogatepass")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError: bad JSON too
+            raise UnreadableEntry(f"cache entry {path} is unreadable ({type(err).__name__}: {err})") from None
 
-    def put(self, key: str, value: Any) -> None:
-        io.write_bytes(self._path(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    def put(self, key: str, value: Any, codec: ResultCodec) -> bool:
+        """Store `value` if it reads back equal (True); a value JSON cannot hold is left uncached."""
+        try:
+            text = json.dumps(codec.to_data(value), ensure_ascii=False)
+            stored = codec.from_data(json.loads(text)) == value
+        except (TypeError, ValueError, KeyError, AttributeError):
+            stored = False
+        if stored:
+            io.write_bytes(self._path(key), text.encode("utf-8", "surrogatepass"))  # lone surrogates kept as read
+        else:
+            log.debug("cache %s: a result of type %s is not stored (it would not read back equal)",
+                      self.directory, codec.hint)
+        return stored
 
 
 def cached_map(func: Callable[[Any], Any], source: Callable[[], Iterable], key_of: Callable[[Any], str],
@@ -92,22 +166,35 @@ def cached_map(func: Callable[[Any], Any], source: Callable[[], Iterable], key_o
     in `cache` are read from it instead, and new results are added to it.
 
     `source` is called twice — once for the keys, once for the items to compute — so that neither the
-    items nor the results are ever all in memory at once.
+    items nor the results are ever all in memory at once; a third time, lazily, only if a cached entry
+    turns out unreadable (that item is then computed here, in this process).
     """
     if cache is None:
         yield from map_ordered(func, source(), engine, batch)
         return
+    codec = ResultCodec.of(func)
     keys = [key_of(item) for item in source()]
     cached = [cache.has(key) for key in keys]
     todo = (item for item, hit in zip(source(), cached) if not hit)
     computed = map_ordered(func, todo, engine, batch)
-    for key, hit in zip(keys, cached):
+    again: Iterator | None = None  # (position, item) of a third pass, opened at the first unreadable entry
+    for position, (key, hit) in enumerate(zip(keys, cached)):
         if hit:
-            cache.hits += 1
-            yield cache.get(key)
+            try:
+                result = cache.get(key, codec)
+            except UnreadableEntry as err:
+                log.warning("%s: computing it again", err)
+                cache.unreadable += 1
+                again = again or enumerate(source())
+                result = func(next(item for index, item in again if index == position))
+                hit = False
         else:
             result = next(computed)
-            cache.put(key, result)
+        if hit:
+            cache.hits += 1
+        else:
+            cache.put(key, result, codec)
             cache.computed += 1
-            yield result
-    log.info("cache %s: %d results reused, %d computed", cache.directory, cache.hits, cache.computed)
+        yield result
+    log.info("cache %s: %d results reused, %d computed%s", cache.directory, cache.hits, cache.computed,
+             f" ({cache.unreadable} unreadable entries replaced)" if cache.unreadable else "")

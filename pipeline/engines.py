@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
+from pipeline.config import Settings, setting
+
 ENGINES = ("local", "ray")
+RAY_TASK_RETRIES = 3  # a batch whose worker or node dies runs again, this many times at most
 RAY_EXTRA = "install the ray extra: pip install -e '.[ray]'"
 
 
@@ -24,13 +27,13 @@ class EngineError(ValueError):
 
 
 @dataclass
-class ExecutionSettings:
+class ExecutionSettings(Settings):
     """params.yaml `execution:` says how stages run, never what they compute, so no stage's DVC `params`
     lists it: switching engines or moving the cache never reruns a stage."""
 
-    engine: str = "local"  # local | ray (the stage flag --engine overrides)
+    engine: str = setting("local", choices=ENGINES)  # local | ray (the stage flag --engine overrides)
     ray_address: str = ""  # a Ray cluster (auto, host:6379, ray://host:10001); empty: $RAY_ADDRESS, else local
-    ray_cpus: int = 0  # CPUs of a local Ray; 0 = every core
+    ray_cpus: int = setting(0, ge=0)  # CPUs of a local Ray; 0 = every core
     cache_dir: str = ".cache/pipeline"  # per-file results of ingest and segment; empty = no cache
 
 
@@ -79,15 +82,26 @@ def _map_ray(func, items: Iterator, engine: Engine, batch: int) -> Iterator:
     ray = connect_ray(engine)
     capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
     # Tasks, not actors: Ray keeps its worker processes between tasks, so a stage starts no processes;
-    # `func` (a document builder, a segmenter, a model) goes to the object store once.
-    task, func_ref = ray.remote(_apply), ray.put(func)
+    # `func` (a document builder, a segmenter, a model) goes to the object store once. A task whose
+    # worker or node dies is run again elsewhere (RAY_TASK_RETRIES times); the results still come back
+    # in input order, so the output is the same bytes.
+    task, func_ref = ray.remote(max_retries=RAY_TASK_RETRIES)(_apply), ray.put(func)
     in_flight: deque = deque()
-    for chunk in _batches(items, batch):
-        in_flight.append(task.remote(func_ref, chunk))
-        if len(in_flight) >= 2 * capacity:  # bounded: the input streams, never all in memory at once
+    try:
+        for chunk in _batches(items, batch):
+            in_flight.append(task.remote(func_ref, chunk))
+            if len(in_flight) >= 2 * capacity:  # bounded: the input streams, never all in memory at once
+                yield from ray.get(in_flight.popleft())
+        while in_flight:
             yield from ray.get(in_flight.popleft())
-    while in_flight:
-        yield from ray.get(in_flight.popleft())
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
+            ray.exceptions.OwnerDiedError) as err:
+        raise EngineError(f"Ray lost a batch of this stage {RAY_TASK_RETRIES + 1} times ({type(err).__name__}: a "
+                          "worker or node died): the stage stopped and wrote nothing; see the Ray logs "
+                          "(/tmp/ray/session_latest/logs on each node), then run it again") from err
+    finally:
+        for ref in in_flight:  # a stage that stops early leaves no work running on the cluster
+            ray.cancel(ref, force=True)
 
 
 def _apply(func, chunk: list) -> list:

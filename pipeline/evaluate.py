@@ -1,5 +1,10 @@
 """Scores against gold, and the evaluate stage comparing every trained method on the test split.
 
+The headline numbers are on the real coded paragraphs held out by date (origin `real`); the rest of the
+test split (the project's team-written passages and demo gold) is reported beside them as `in_domain`,
+labelled for what it is. Each method's error-corrected theme shares are checked against the true shares
+of the real test paragraphs (`quantification`).
+
 Per theme: precision, recall, F1 with bootstrap CIs (resampling test documents, so paragraphs of one
 document move together); micro and macro F1; top-1 accuracy (the highest-scoring theme is one of the
 gold themes, on rows with a theme); and the share of no-theme rows that get any theme.
@@ -7,15 +12,18 @@ gold themes, on rows with a theme); and the share of no-theme rows that get any 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.classifiers import METHODS
 from pipeline.classifiers.base import load_model
 from pipeline.codebook import load_codebook
+from pipeline.config import Settings, setting
+from pipeline.quantify import ErrorRates, adjust
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -81,13 +89,13 @@ def theme_matrix(frame: pd.DataFrame, themes: list[str]) -> np.ndarray:
 
 
 @dataclass
-class EvaluateSettings:
-    methods: list[str] = field(default_factory=lambda: ["dictionary", "baseline", "bert"])
+class EvaluateSettings(Settings):
+    methods: list[str] = setting(list(METHODS), choices=tuple(METHODS), nonempty=True)
     models_dir: str = "models"
     test: str = "data/processed/test.parquet"
     metrics_dir: str = "metrics"
-    bootstrap: int = 1000
-    seed: int = 0
+    bootstrap: int = setting(1000, ge=0)  # resamples for confidence intervals; 0: none
+    seed: int = setting(0, ge=0)
 
 
 def evaluate_model(model, frame: pd.DataFrame, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -100,6 +108,24 @@ def evaluate_model(model, frame: pd.DataFrame, n_boot: int, seed: int) -> tuple[
                  if k in ("n_test", "micro_f1", "macro_f1", "top1_accuracy", "no_theme_flagged")}
         for origin in sorted(frame["origin"].unique()) for m in [(frame["origin"] == origin).to_numpy()]}
     return metrics, scores, pred
+
+
+REAL_TEST = "real coded paragraphs, held out by document and date"
+IN_DOMAIN_TEST = "test split of the project's coded data (team-written passages and demo gold)"
+
+
+def quantification_check(model, truth: np.ndarray, scores: np.ndarray, pred: np.ndarray) -> dict | None:
+    """Per theme on a test set: the true share, the classify-and-count share, and the two corrected
+    estimates trends can chart — calibrated probability averaging (pcc) and adjusted count (acc)."""
+    if "dev_confusion" not in model.info:
+        return None
+    rates = ErrorRates.from_counts(model.info["dev_confusion"], model.themes, "model dev")
+    estimates = {"true": truth.mean(axis=0), "raw": pred.mean(axis=0), "pcc": scores.mean(axis=0)}
+    estimates["acc"] = adjust(estimates["raw"], rates.tpr, rates.fpr)
+    return {"per_theme": {t: {k: round(float(v[j]), 4) for k, v in estimates.items()}
+                          for j, t in enumerate(model.themes)},
+            **{f"mean_abs_error_{k}": round(float(np.abs(estimates[k] - estimates["true"]).mean()), 4)
+               for k in ("raw", "pcc", "acc")}}
 
 
 def _plot_rows(method: str, themes: list[str], truth, scores, pred) -> tuple[list, list]:
@@ -124,29 +150,42 @@ def run(settings: EvaluateSettings) -> dict:
     codebook = load_codebook()
     test = pd.read_parquet(settings.test)
     results, f1_rows, confusion_rows, pr_rows = {}, [], [], []
+    is_real = (test["origin"] == "real").to_numpy() if "origin" in test else np.zeros(len(test), bool)
+    headline, in_domain = (test[is_real], test[~is_real]) if is_real.any() else (test, test.iloc[:0])
     for method in settings.methods:
         directory = Path(settings.models_dir) / method
         if not (directory / "model.json").exists():
             log.info("evaluate: no %s model in %s; skipped", method, directory)
             continue
         model = load_model(directory, codebook)
-        metrics, scores, pred = evaluate_model(model, test, settings.bootstrap, settings.seed)
+        metrics, scores, pred = evaluate_model(model, headline, settings.bootstrap, settings.seed)
+        metrics["test_set"] = REAL_TEST if is_real.any() else IN_DOMAIN_TEST
+        if len(in_domain):
+            metrics["in_domain"] = {**evaluate_model(model, in_domain, settings.bootstrap, settings.seed)[0],
+                                    "test_set": IN_DOMAIN_TEST}
+        metrics["quantification"] = quantification_check(model, theme_matrix(headline, model.themes), scores, pred)
         metrics["dev"] = model.info.get("metrics", {}).get("dev")
         metrics["model"] = {k: model.info[k] for k in ("base_model", "train_rows") if k in model.info}
         results[method] = metrics
-        io.write_json(Path(settings.metrics_dir) / f"{method}.json", {
-            "codebook_hash": codebook.hash, "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
-            "top1_accuracy": metrics["top1_accuracy"], "no_theme_flagged": metrics["no_theme_flagged"],
-            "f1": {t: v["f1"] for t, v in metrics["per_theme"].items()}})
+        compact = {"codebook_hash": codebook.hash, "test_set": metrics["test_set"], "n_test": metrics["n_test"],
+                   **{k: metrics[k] for k in ("micro_f1", "macro_f1", "macro_f1_ci", "top1_accuracy",
+                                              "no_theme_flagged")},
+                   "f1": {t: v["f1"] for t, v in metrics["per_theme"].items()}}
+        if "in_domain" in metrics:
+            compact["in_domain_macro_f1"] = metrics["in_domain"]["macro_f1"]
+        if metrics["quantification"]:
+            compact["share_error"] = {k: metrics["quantification"][f"mean_abs_error_{k}"] for k in ("raw", "pcc", "acc")}
+        io.write_json(Path(settings.metrics_dir) / f"{method}.json", compact)
         f1_rows.extend({"method": method, "theme": t, "f1": v["f1"]} for t, v in metrics["per_theme"].items())
-        confusion, pr = _plot_rows(method, model.themes, theme_matrix(test, model.themes), scores, pred)
+        confusion, pr = _plot_rows(method, model.themes, theme_matrix(headline, model.themes), scores, pred)
         confusion_rows.extend(confusion)
         pr_rows.extend(pr)
         log.info("evaluate: %s micro-F1 %.3f macro-F1 %.3f top-1 %.3f on %d test paragraphs", method,
                  metrics["micro_f1"], metrics["macro_f1"], metrics["top1_accuracy"], metrics["n_test"])
     if not results:
         raise ValueError(f"no trained model under {settings.models_dir}/ for {settings.methods}: run dvc repro")
-    summary = {"codebook_hash": codebook.hash, "test_rows": len(test), "methods": results}
+    summary = {"codebook_hash": codebook.hash, "test_rows": len(headline), "in_domain_rows": len(in_domain),
+               "test_set": REAL_TEST if is_real.any() else IN_DOMAIN_TEST, "methods": results}
     io.write_json(Path(settings.metrics_dir) / "evaluate.json", summary)
     plots = Path(settings.metrics_dir) / "plots"
     io.write_csv(plots / "per_theme_f1.csv", pd.DataFrame(f1_rows))

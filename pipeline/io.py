@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,17 +18,30 @@ import pyarrow.parquet as pq
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds.
+
+    The temp file is created with the mode a plain `open()` gives (0666 less the umask), not mkstemp's
+    0600, so that outputs in a shared report folder stay readable by the group, as the user expects."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    while True:
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:  # another writer's temp file of the same name: draw again
+            continue
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def leftover_temp_files(folder: str | os.PathLike, name: str = "*") -> list[Path]:
+    """The temp files `atomic_path` left in `folder` for outputs named `name` when its process was killed
+    (sorted). Only whoever owns the folder's writes may delete them, and only while no write is running."""
+    return sorted(Path(folder).glob(f".{name}.*.tmp"))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -120,15 +133,28 @@ class ParquetStream:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; raise ValueError naming the line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    """Yield (line number, object) for each non-blank line; raise ValueError naming the file and line
+    for a line that is not UTF-8, not JSON (NaN and Infinity, which Python writes, are not), or not an
+    object."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (undecodable byte at column {err.start + 1}); "
+                                 "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=_not_json)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({err.msg}, column {err.colno})") from None
+            except ValueError as err:
+                raise ValueError(f"{path}:{lineno}: {err}") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not valid JSON: write null for a missing value")

@@ -1,16 +1,19 @@
 """`python -m pipeline parse`: ingest + segment in memory, one JSON object per paragraph."""
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import io
 from pipeline.config import IngestSettings, SegmentSettings
-from pipeline.ingest.stage import ingest, list_sources
+from pipeline.ingest.stage import find_sources, ingest
 from pipeline.segment import Segmenter, paragraph_rows
 
-PARSE_FIELDS = ("para_id", "doc_id", "title", "date", "source", "doc_type", "kind", "level", "order",
-                "heading_path", "text")
+PARSE_FIELDS = ("para_id", "doc_id", "title", "date", "source", "doc_type", "url", "extra", "kind", "level",
+                "order", "heading_path", "text")
 
 
 @dataclass
@@ -19,6 +22,36 @@ class ParseResult:
     paragraphs: int
     rejected: list[dict]
     duplicates: list[dict]
+    warnings: list[dict] = field(default_factory=list)
+
+
+class _NothingParsed(Exception):
+    """Raised inside the output's temp-file block, so that a run without documents replaces nothing."""
+
+    def __init__(self, result: ParseResult):
+        super().__init__()
+        self.result = result
+
+
+def write_paragraphs(paths: list[str], ingest_settings: IngestSettings, segment_settings: SegmentSettings,
+                     output: str | None) -> ParseResult:
+    """Parse `paths` into JSON lines on `output` (standard output when None). A file is written to a
+    temp file renamed over `output` only when the run parsed some document: a run that fails or finds
+    nothing usable leaves an existing `output` as it was."""
+    if output is None:
+        return parse_paths(paths, ingest_settings, segment_settings, lambda row: sys.stdout.write(_json_line(row)))
+    try:
+        with io.atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            result = parse_paths(paths, ingest_settings, segment_settings, lambda row: out.write(_json_line(row)))
+            if not result.documents:
+                raise _NothingParsed(result)
+    except _NothingParsed as nothing:
+        return nothing.result
+    return result
+
+
+def _json_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def parse_paths(paths: list[str], ingest_settings: IngestSettings, segment_settings: SegmentSettings,
@@ -34,5 +67,7 @@ def parse_paths(paths: list[str], ingest_settings: IngestSettings, segment_setti
             emit({"path": document["path"], **{k: row[k] for k in PARSE_FIELDS}})
             counted["paragraphs"] += 1
 
-    result = ingest(list_sources(paths, ingest_settings.metadata_csv), ingest_settings, sink)
-    return ParseResult(result.documents, counted["paragraphs"], result.rejected, result.duplicates)
+    sources = find_sources(paths, ingest_settings.metadata_csv)
+    result = ingest(sources.files, ingest_settings, sink, unusable=sources.unusable)
+    return ParseResult(result.documents, counted["paragraphs"], result.rejected, result.duplicates,
+                       result.warnings)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,25 +12,34 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.classifiers import METHODS
 from pipeline.classifiers.base import load_model
+from pipeline.config import Settings, SettingsError, setting
 from pipeline.engines import Engine, map_ordered
 
 log = logging.getLogger("pipeline.predict")
+MODEL_CHOICES = ("best", *METHODS)  # best: models/default, the model select_model shipped
 
 
 @dataclass
-class PredictSettings:
-    model: str = "best"  # best (models/default, chosen on dev) | dictionary | baseline | bert | a directory
+class PredictSettings(Settings):
+    model: str = setting("best", nonempty=True)  # best (models/default, chosen on dev) | a method | a directory
     models_dir: str = "models"
     paragraphs: str = "data/interim/paragraphs.parquet"
     output: str = "data/processed/paragraph_themes.parquet"
-    batch_size: int = 512
+    batch_size: int = setting(512, ge=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model not in MODEL_CHOICES and not {"/", os.sep} & set(self.model):  # a bare word is a typo
+            raise SettingsError("model", f"{self.model!r} is neither a method nor a path",
+                                f"one of {', '.join(MODEL_CHOICES)}, or a model directory such as ./my_model")
 
 
 def resolve_model_dir(choice: str, models_dir: str) -> Path:
     if choice == "best":
         return Path(models_dir) / "default"
-    if choice in ("dictionary", "baseline", "bert"):
+    if choice in METHODS:
         return Path(models_dir) / choice
     return Path(choice)
 
@@ -45,7 +55,7 @@ def run(settings: PredictSettings, engine: Engine | None = None) -> pd.DataFrame
                for start in range(0, len(paragraphs), settings.batch_size))
     parts = []
     with tqdm(total=len(paragraphs), desc=f"predict ({model.method})", unit="para", disable=None) as bar:
-        for scores in map_ordered(model.predict_scores, batches, engine or Engine(), batch=1):
+        for scores in map_ordered(model.theme_scores, batches, engine or Engine(), batch=1):
             parts.append(scores)
             bar.update(len(scores))
     scores = np.vstack(parts) if parts else np.zeros((0, len(model.themes)))

@@ -5,9 +5,15 @@ Last-Modified). New content lands in `raw_subdir` named by its sha256, so the sa
 twice; `metadata.csv` beside it (the ingest sidecar) records where each file came from. Raw data is
 append-only: a page that changes lands as a new file beside the old one.
 
+Unattended runs stay bounded and safe (docs/security.md): links in watched folders are never followed,
+a file that changes while it is read is left for the next run, each URL has a total deadline (a server
+that trickles bytes cannot hold the run) and so has the whole collection, a lock held longer than
+`stale_lock_s` is reported as stuck with its holder's pid, and temp files a killed run left are removed.
+
 Exit codes, for schedulers: 0 ok (also: nothing new), 1 error (dvc repro/push failed), 2 bad
 configuration, 3 partial (some sources failed; they are retried next run, the rest was stored and
-processed), 75 another run holds the lock (EX_TEMPFAIL: try later).
+processed), 4 stuck (the lock's holder has held it longer than `stale_lock_s`: look at that process),
+75 another run holds the lock (EX_TEMPFAIL: try later).
 """
 from __future__ import annotations
 
@@ -17,8 +23,11 @@ import json
 import logging
 import os
 import re
+import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,14 +39,15 @@ import requests
 from filelock import FileLock, Timeout
 
 from pipeline import io
-from pipeline.config import IngestSettings
+from pipeline.config import IngestSettings, Settings, SettingsError, setting
 from pipeline.ingest.metadata import SidecarMetadata, date_from_filename
+from pipeline.ingest.normalize import printable_path
 from pipeline.ingest.readers import FORMATS
 from pipeline.ingest.stage import list_sources
 
 log = logging.getLogger("pipeline.refresh")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 75
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STUCK, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
 CONTENT_TYPES = {  # what a server says it sends → the suffix ingest reads it by
     "text/html": ".html", "application/xhtml+xml": ".html", "text/plain": ".txt", "application/pdf": ".pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
@@ -46,17 +56,30 @@ MANIFEST_COLUMNS = ["file", "title", "date", "source", "doc_type", "origin", "sh
 
 
 @dataclass
-class RefreshSettings:
-    watch_dirs: list[str] = field(default_factory=list)  # folders whose files are collected (copied)
-    urls: list[str] = field(default_factory=list)  # pages fetched over HTTP(S)
-    raw_subdir: str = "data/raw/refresh"  # where new documents land; must lie inside ingest.raw_dir
-    state_file: str = "data/refresh_state.json"  # ETag / Last-Modified per URL, for conditional requests
-    lock_file: str = "logs/refresh.lock"
-    run_log: str = "logs/refresh.jsonl"  # one JSON line per run
-    timeout_s: float = 30.0  # per HTTP request
-    user_agent: str = "dangjian-pipeline-refresh/0.1"
-    max_mb: float = 64.0  # a larger download is refused (as ingest.max_file_mb refuses a larger file)
-    min_age_s: float = 60.0  # a watched file modified more recently may still be being written: next run
+class RefreshSettings(Settings):
+    watch_dirs: list[str] = setting([])  # folders whose files are collected (copied)
+    urls: list[str] = setting([])  # pages fetched over HTTP(S)
+    raw_subdir: str = setting("data/raw/refresh", nonempty=True)  # where new documents land; inside ingest.raw_dir
+    state_file: str = setting("data/refresh_state.json", nonempty=True)  # ETag / Last-Modified per URL
+    lock_file: str = setting("logs/refresh.lock", nonempty=True)
+    run_log: str = setting("logs/refresh.jsonl", nonempty=True)  # one JSON line per run
+    timeout_s: float = setting(30.0, gt=0)  # per network operation: connecting, and each read
+    request_deadline_s: float = setting(300.0, gt=0)  # one URL's whole fetch, however the server trickles
+    run_deadline_s: float = setting(1800.0, gt=0)  # all collecting; sources not reached wait for the next run
+    stale_lock_s: float = setting(21600.0, gt=0)  # a lock held longer: its holder is reported as stuck (exit 4)
+    user_agent: str = setting("dangjian-pipeline-refresh/0.1", nonempty=True)
+    max_mb: float = setting(64.0, gt=0)  # a larger download is refused (as ingest.max_file_mb refuses a larger file)
+    min_age_s: float = setting(60.0, ge=0)  # a watched file modified more recently may still be being written
+
+    def __post_init__(self):
+        super().__post_init__()
+        for i, url in enumerate(self.urls):
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise SettingsError(f"urls[{i}]", f"{url!r} is not an http(s) URL", "http:// or https:// URLs")
+        if self.stale_lock_s < self.run_deadline_s:
+            raise SettingsError("stale_lock_s", f"{self.stale_lock_s:g} is shorter than run_deadline_s "
+                                f"({self.run_deadline_s:g}): a healthy run would be reported stuck",
+                                "at least run_deadline_s, plus the time dvc repro takes")
 
 
 @dataclass
@@ -111,14 +134,17 @@ def run(settings: RefreshSettings, ingest: IngestSettings, root: Path = Path("."
     """One refresh under the lock; append its run-log line; return the exit code (module docstring)."""
     started, clock = _now(), time.perf_counter()
     record: dict = {"started": started}
-    lock = FileLock(root / settings.lock_file, blocking=False)
+    lock_path = root / settings.lock_file
     try:
-        with lock:
-            code = _refresh(settings, ingest, root, repro, record)
+        with FileLock(lock_path, blocking=False):
+            holder = _holder_file(lock_path)  # who holds the lock, for a run that finds it taken
+            io.write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "started": started})
+            try:
+                code = _refresh(settings, ingest, root, repro, record)
+            finally:
+                holder.unlink(missing_ok=True)
     except Timeout:
-        print(f"refresh: another refresh is running (it holds {settings.lock_file}); exiting with "
-              f"{EXIT_LOCKED} so the scheduler tries later", file=sys.stderr)
-        code, record["status"] = EXIT_LOCKED, "locked"
+        code = _locked_out(settings, lock_path, record)
     except (ValueError, OSError) as err:  # bad params, or a disk that refuses writes: nothing half-done
         print(f"refresh: error: {err}", file=sys.stderr)
         code = EXIT_CONFIG if isinstance(err, ValueError) else EXIT_ERROR
@@ -128,20 +154,57 @@ def run(settings: RefreshSettings, ingest: IngestSettings, root: Path = Path("."
     return code
 
 
+def _locked_out(settings: RefreshSettings, lock_path: Path, record: dict) -> int:
+    """The exit code of a run that found the lock taken: 75 (try later), or 4 when the holder has held it
+    longer than `stale_lock_s` — a wedged run must not be hidden by schedulers that ignore 75."""
+    holder = _read_holder(_holder_file(lock_path))
+    record["holder"] = holder
+    who = (f"pid {holder['pid']} on {holder['host']}, started {holder['started']}" if holder
+           else "its pid is not recorded")
+    if holder and holder["held_s"] > settings.stale_lock_s:
+        print(f"refresh: the run holding {settings.lock_file} ({who}) has held it for {holder['held_s']:.0f}s, longer "
+              f"than refresh.stale_lock_s={settings.stale_lock_s:g}s, and looks stuck: check that process (ps -p "
+              f"{holder['pid']}) and stop it if it is; exiting with {EXIT_STUCK}", file=sys.stderr)
+        record["status"] = "stuck"
+        return EXIT_STUCK
+    print(f"refresh: another refresh is running ({who}; it holds {settings.lock_file}); exiting with "
+          f"{EXIT_LOCKED} so the scheduler tries later", file=sys.stderr)
+    record["status"] = "locked"
+    return EXIT_LOCKED
+
+
+def _holder_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".holder.json")  # filelock truncates the lock file itself
+
+
+def _read_holder(path: Path) -> dict | None:
+    """{pid, host, started, held_s} of the run holding the lock, or None when unknown (the file is written
+    atomically, so it is whole or absent; anything else in it is not trusted)."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        held = datetime.now(timezone.utc) - datetime.fromisoformat(holder["started"])
+        return {"pid": int(holder["pid"]), "host": str(holder["host"]), "started": holder["started"],
+                "held_s": round(held.total_seconds())}
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: also a start time without a time zone
+        return None
+
+
 def _refresh(settings: RefreshSettings, ingest: IngestSettings, root: Path, repro: bool, record: dict) -> int:
     _check_layout(settings, ingest, root)
+    cleaned = remove_leftovers(settings, root)
+    deadline = time.monotonic() + settings.run_deadline_s
     store = RawStore(root / settings.raw_subdir, ingest.metadata_csv)
     outcome = Outcome()
     for folder in settings.watch_dirs:
-        collect_folder(root / folder, folder, store, settings, ingest, outcome)
+        collect_folder(root / folder, folder, store, settings, ingest, outcome, deadline)
     state_file = root / settings.state_file
     state = load_state(state_file)
-    new_state = collect_urls(settings, state, store, outcome)
+    new_state = collect_urls(settings, state, store, outcome, deadline)
     store.save()  # the manifest first: the state then never says "stored" of a file it lacks
     if new_state != state:
         io.write_json(state_file, new_state)
     record.update(sources_checked=outcome.checked, new_documents=outcome.new, skipped=outcome.skipped,
-                  errors=outcome.errors, stages_rerun=[], pushed=False)
+                  errors=outcome.errors, cleaned=cleaned, stages_rerun=[], pushed=False)
     for item in outcome.new:
         log.info("refresh: new %s ← %s", item["file"], item["origin"])
     code = EXIT_PARTIAL if outcome.errors else EXIT_OK
@@ -172,6 +235,20 @@ def _check_layout(settings: RefreshSettings, ingest: IngestSettings, root: Path)
                              "files are ingested already; watch a folder outside it")
 
 
+def remove_leftovers(settings: RefreshSettings, root: Path) -> list[str]:
+    """Delete the temp files (pipeline/io.py's `.<name>.<random>.tmp`) a killed run left in raw_subdir,
+    which only refresh writes, and beside the state and lock-holder files; their paths. Runs under the
+    lock, so no live writer owns them. Left there, they would be committed with data/raw and change
+    its DVC hash on every run."""
+    state, holder = root / settings.state_file, _holder_file(root / settings.lock_file)
+    leftovers = [*io.leftover_temp_files(root / settings.raw_subdir),
+                 *io.leftover_temp_files(state.parent, state.name), *io.leftover_temp_files(holder.parent, holder.name)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+        log.info("refresh: removed %s, left by an interrupted run", path)
+    return [os.path.relpath(path, root) for path in leftovers]
+
+
 def load_state(path: Path) -> dict:
     """URL → its validators (etag, last_modified) and sha256, as the last successful fetch left them."""
     if not path.is_file():
@@ -183,31 +260,41 @@ def load_state(path: Path) -> dict:
                          "run fetches every URL once without conditions") from None
 
 
+class NotCollected(Exception):
+    """A watched file left where it is (this run, or for good); the message says why."""
+
+
 def collect_folder(folder: Path, shown: str, store: RawStore, settings: RefreshSettings,
-                   ingest: IngestSettings, outcome: Outcome) -> None:
-    """Copy the files of a watched folder that ingest can read and whose content is new."""
+                   ingest: IngestSettings, outcome: Outcome, deadline: float) -> None:
+    """Copy the files of a watched folder that ingest can read and whose content is new. Symbolic links
+    are never followed (data/raw is committed: a link to /etc/passwd must not land there); they are
+    listed under `skipped`. Files are read until the run's `deadline` (time.monotonic())."""
     if not folder.is_dir():
         outcome.errors.append({"source": shown, "error": f"watched folder {folder} does not exist: create it "
                                                          "or remove it from refresh.watch_dirs"})
         return
+    folder = folder.absolute()
+    for link in sorted(p for p in folder.rglob("*") if p.is_symlink()):  # the walk does not enter them
+        outcome.skipped.append({"source": printable_path(Path(shown) / link.relative_to(folder))[0],
+                                "reason": f"a symbolic link (to {printable_path(os.readlink(link))[0]}): links "
+                                          "are never followed"})
     sidecar = SidecarMetadata(ingest.metadata_csv)
-    for path, _ in list_sources([folder], ingest.metadata_csv):
+    files = [path for path, _ in list_sources([folder], ingest.metadata_csv) if not _through_link(path, folder)]
+    for position, path in enumerate(files):
+        rel = printable_path(Path(shown) / path.relative_to(folder))[0]  # a name that is not UTF-8, too
+        if time.monotonic() > deadline:
+            outcome.errors.append({"source": shown, "error": f"{len(files) - position} files not read: "
+                                   f"refresh.run_deadline_s={settings.run_deadline_s:g} reached (next run)"})
+            return
         outcome.checked["files"] += 1
-        rel = str(Path(shown) / path.absolute().relative_to(folder.absolute()))
         if path.suffix.lower() not in FORMATS:
             outcome.skipped.append({"source": rel, "reason": f"'{path.suffix}' is no format ingest reads"})
             continue
         try:
-            stat = path.stat()
-            if time.time() - stat.st_mtime < settings.min_age_s:
-                outcome.skipped.append({"source": rel, "reason": f"modified less than refresh.min_age_s="
-                                                                 f"{settings.min_age_s:g}s ago: next run"})
-                continue
-            if stat.st_size > settings.max_mb * 2**20:
-                outcome.skipped.append({"source": rel,
-                                        "reason": f"larger than refresh.max_mb={settings.max_mb:g}"})
-                continue
-            data = path.read_bytes()
+            data = read_settled(path, settings)
+        except NotCollected as reason:
+            outcome.skipped.append({"source": rel, "reason": str(reason)})
+            continue
         except OSError as err:  # unreadable now (permissions, removed meanwhile): retried next run
             outcome.errors.append({"source": rel, "error": f"{type(err).__name__}: {err}"})
             continue
@@ -218,36 +305,100 @@ def collect_folder(folder: Path, shown: str, store: RawStore, settings: RefreshS
             outcome.new.append({"file": name, "origin": rel})
 
 
-def collect_urls(settings: RefreshSettings, state: dict, store: RawStore, outcome: Outcome) -> dict:
+def _through_link(path: Path, folder: Path) -> bool:
+    """Whether `path`, or a folder between `folder` and it, is a symbolic link."""
+    parts = path.relative_to(folder).parts
+    return any(folder.joinpath(*parts[:depth]).is_symlink() for depth in range(1, len(parts) + 1))
+
+
+def read_settled(path: Path, settings: RefreshSettings) -> bytes:
+    """The bytes of a regular file old enough (`min_age_s`) and small enough (`max_mb`) that did not
+    change while it was read; NotCollected otherwise. A file still being written — even one older than
+    min_age_s — is thus never stored torn: its size or mtime moves during the read, and the next run
+    tries again."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link; no FIFO wait
+    with open(os.open(path, flags), "rb") as fh:
+        before = os.fstat(fh.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise NotCollected("not a regular file")
+        if time.time() - before.st_mtime < settings.min_age_s:
+            raise NotCollected(f"modified less than refresh.min_age_s={settings.min_age_s:g}s ago: next run")
+        if before.st_size > settings.max_mb * 2**20:
+            raise NotCollected(f"larger than refresh.max_mb={settings.max_mb:g}")
+        data = fh.read(before.st_size + 1)  # one byte more shows a file that grew
+        after = os.fstat(fh.fileno())
+    if len(data) != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise NotCollected("changed while it was read (still being written?): next run")
+    return data
+
+
+def collect_urls(settings: RefreshSettings, state: dict, store: RawStore, outcome: Outcome,
+                 deadline: float) -> dict:
     """Fetch each URL unless the server says it has not changed; the new state. A failed URL keeps its
-    old state (if any), so it is fetched again next run."""
+    old state (if any), so it is fetched again next run. Each fetch ends by `request_deadline_s`, and
+    none starts after the run's `deadline` (time.monotonic())."""
     state = dict(state)
-    with requests.Session() as session:
-        session.headers["User-Agent"] = settings.user_agent
-        for url in settings.urls:
-            outcome.checked["urls"] += 1
-            try:
-                page = fetch(session, url, state.get(url, {}), settings)
-            except (requests.RequestException, ValueError) as err:
-                log.warning("refresh: %s failed: %s (retried next run)", url, err)
-                outcome.errors.append({"source": url, "error": str(err)})
-                continue
-            if page is None:
-                outcome.checked["not_modified"] += 1
-                continue
-            data, suffix, validators = page
-            name = store.add(data, suffix, url, source=urlsplit(url).hostname)
-            state[url] = {**validators, "sha256": hashlib.sha256(data).hexdigest()}
-            if name:
-                outcome.new.append({"file": name, "origin": url})
+    for url in settings.urls:
+        outcome.checked["urls"] += 1
+        if time.monotonic() >= deadline:
+            outcome.errors.append({"source": url, "error": f"not fetched: refresh.run_deadline_s="
+                                                           f"{settings.run_deadline_s:g} reached (retried next run)"})
+            continue
+        request_deadline = min(deadline, time.monotonic() + settings.request_deadline_s)
+        limit = (f"refresh.request_deadline_s={settings.request_deadline_s:g}" if request_deadline < deadline
+                 else f"refresh.run_deadline_s={settings.run_deadline_s:g}")
+        try:
+            page = fetch_before(request_deadline, url, state.get(url, {}), settings)
+        except TimeoutError:
+            outcome.errors.append({"source": url, "error": f"no complete answer within {limit}s: abandoned "
+                                                           "(retried next run)"})
+            continue
+        except (requests.RequestException, ValueError) as err:
+            log.warning("refresh: %s failed: %s (retried next run)", url, err)
+            outcome.errors.append({"source": url, "error": str(err)})
+            continue
+        if page is None:
+            outcome.checked["not_modified"] += 1
+            continue
+        data, suffix, validators = page
+        name = store.add(data, suffix, url, source=urlsplit(url).hostname)
+        state[url] = {**validators, "sha256": hashlib.sha256(data).hexdigest()}
+        if name:
+            outcome.new.append({"file": name, "origin": url})
     return state
+
+
+def fetch_before(deadline: float, url: str, previous: dict,
+                 settings: RefreshSettings) -> tuple[bytes, str, dict] | None:
+    """`fetch` on a worker thread, given up at `deadline` (time.monotonic()) with TimeoutError.
+
+    `timeout_s` bounds each network read, not a whole request: a server that sends a byte a second —
+    in its headers or its body — would otherwise hold the run, and the lock, for ever. The worker only
+    reads (the caller stores what it returns), so an abandoned one changes nothing; it is a daemon
+    thread and ends with the process, or when the server gives up."""
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            with requests.Session() as session:
+                session.headers["User-Agent"] = settings.user_agent
+                result["page"] = fetch(session, url, previous, settings)
+        except Exception as err:  # handed to the caller's thread as it is
+            result["error"] = err
+
+    worker = threading.Thread(target=work, name=f"refresh fetch {url}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        raise TimeoutError()
+    if "error" in result:
+        raise result["error"]
+    return result["page"]
 
 
 def fetch(session: requests.Session, url: str, previous: dict,
           settings: RefreshSettings) -> tuple[bytes, str, dict] | None:
     """(content, suffix, validators) of `url`, or None when the server answers 304 Not Modified."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("not an http(s) URL: fix refresh.urls in params.yaml")
     headers = {}
     if previous.get("etag"):
         headers["If-None-Match"] = previous["etag"]

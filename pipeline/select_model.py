@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import io
+from pipeline.classifiers import METHODS
 from pipeline.classifiers.base import read_card
+from pipeline.config import Settings, setting
 
 log = logging.getLogger("pipeline.select")
+SELECTION_METRICS = ("macro_f1", "micro_f1", "top1_accuracy")  # dev metrics train.py records; higher is better
 
 
 @dataclass
-class SelectSettings:
-    methods: list[str] = field(default_factory=lambda: ["dictionary", "baseline", "bert"])
+class SelectSettings(Settings):
+    methods: list[str] = setting(list(METHODS), choices=tuple(METHODS), nonempty=True)
     models_dir: str = "models"
-    metric: str = "macro_f1"
+    metric: str = setting("macro_f1", choices=SELECTION_METRICS)
     evaluation: str = "metrics/evaluate.json"
 
 
@@ -34,31 +37,56 @@ def choose(settings: SelectSettings) -> tuple[str, dict]:
     return best, dev
 
 
+def _ci(values) -> str:
+    return f"{values[0]:.2f}–{values[1]:.2f}" if values else "–"
+
+
 def model_card(method: str, card: dict, dev: dict, evaluation: dict, metric: str) -> str:
     test = evaluation.get("methods", {}).get(method, {})
+    in_domain = test.get("in_domain", {})
     compared = ", ".join(f"{m} {v.get(metric, float('nan')):.3f}" for m, v in dev.items())
+    dev_rows = dev.get(method, {})
     lines = [f"# Default theme model: `{method}`", "",
-             f"Chosen by the `select_model` stage as the method with the highest dev {metric} ({compared}).", "",
+             f"Chosen by the `select_model` stage as the method with the highest dev {metric} on "
+             f"{dev_rows.get('rows', '?')} {'real coded' if dev_rows.get('origin') == 'real' else 'coded'} dev "
+             f"paragraphs ({compared}).", "",
              f"- codebook hash: `{card.get('codebook_hash')}`",
              f"- training rows by origin: {card.get('train_rows_by_origin')}",
              f"- params: `{json.dumps(card.get('params', {}), ensure_ascii=False)}`"]
     if "base_model" in card:
         lines.append(f"- base model: `{json.dumps(card['base_model'], ensure_ascii=False)}`")
-    lines += ["", "| theme | threshold | dev F1 | test P | test R | test F1 (95% CI) | test support |",
-              "|---|---|---|---|---|---|---|"]
-    dev_f1 = dev.get(method, {}).get("per_theme_f1", {})
+    if test:
+        lines += ["", f"## Test: {test.get('test_set', 'test split')}", "",
+                  f"n = {test['n_test']} paragraphs in {test.get('n_documents', '?')} documents: micro-F1 "
+                  f"{test['micro_f1']:.3f} ({_ci(test.get('micro_f1_ci'))}), macro-F1 {test['macro_f1']:.3f} "
+                  f"({_ci(test.get('macro_f1_ci'))}), top-1 {test['top1_accuracy']:.3f}, no-theme paragraphs "
+                  f"flagged {test['no_theme_flagged']:.3f}. Intervals: 95% bootstrap over documents."]
+    lines += ["", "| theme | threshold | dev F1 | test P | test R | test F1 (95% CI) | support | "
+                  "in-domain F1 (95% CI) |", "|---|---|---|---|---|---|---|---|"]
+    dev_f1 = dev_rows.get("per_theme_f1", {})
     for theme, threshold in card["thresholds"].items():
         t = test.get("per_theme", {}).get(theme, {})
-        ci = t.get("f1_ci") or [float("nan")] * 2
+        d = in_domain.get("per_theme", {}).get(theme, {})
         lines.append(f"| {theme} | {threshold:.3f} | {dev_f1.get(theme, float('nan')):.3f} | "
-                     f"{t.get('precision', float('nan')):.3f} | "
-                     f"{t.get('recall', float('nan')):.3f} | {t.get('f1', float('nan')):.3f} "
-                     f"({ci[0]:.2f}–{ci[1]:.2f}) | {t.get('support', 0)} |")
-    if test:
-        lines += ["", f"Test: micro-F1 {test['micro_f1']:.3f}, macro-F1 {test['macro_f1']:.3f}, top-1 "
-                      f"{test['top1_accuracy']:.3f}, no-theme rows flagged {test['no_theme_flagged']:.3f} "
-                      f"(n = {test['n_test']}). By origin: {json.dumps(test.get('by_origin'), ensure_ascii=False)}"]
-    lines += ["", "Known weaknesses and what reading its errors on real reports taught us: see models/README.md."]
+                     f"{t.get('precision', float('nan')):.3f} | {t.get('recall', float('nan')):.3f} | "
+                     f"{t.get('f1', float('nan')):.3f} ({_ci(t.get('f1_ci'))}) | {t.get('support', 0)} | "
+                     f"{d.get('f1', float('nan')):.3f} ({_ci(d.get('f1_ci'))}) |")
+    if in_domain:
+        lines += ["", f"In-domain ({in_domain['test_set']}; an upper bound, same writers as training): "
+                      f"macro-F1 {in_domain['macro_f1']:.3f} ({_ci(in_domain.get('macro_f1_ci'))}), "
+                      f"n = {in_domain['n_test']}."]
+    quantification = test.get("quantification")
+    if quantification:
+        lines += ["", "## Theme shares: counted vs error-corrected", "",
+                  "On the test paragraphs, each theme's share as coded (true), as counted over the thresholds "
+                  "(raw), and as `trends` can report it: calibrated probability averaging (pcc, the default) "
+                  "and adjusted classify-and-count with the real-dev error rates (acc). Mean absolute error: "
+                  f"raw {quantification['mean_abs_error_raw']:.4f}, pcc {quantification['mean_abs_error_pcc']:.4f}, "
+                  f"acc {quantification['mean_abs_error_acc']:.4f}.", "",
+                  "| theme | true | raw | pcc | acc |", "|---|---|---|---|---|"]
+        lines += [f"| {t} | {v['true']:.3f} | {v['raw']:.3f} | {v['pcc']:.3f} | {v['acc']:.3f} |"
+                  for t, v in quantification["per_theme"].items()]
+    lines += ["", "Known weaknesses and what reading its errors on real text taught us: see models/README.md."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,11 +4,17 @@
     python scripts/bench_bert.py --model bert-base --max-length 256 --precision bf16 \\
         --train-batch 64 128 --infer-batch 512 1024 [--compile]
 
---model: `scratch` (the bert.scratch architecture, defaults, with a 6,000-character vocab), `bert-base`
+--model: `pretrained` (the shipped encoder models/pretrained/zh-political-bert-mini, bert.base_model's
+default), `scratch` (the bert.scratch architecture, defaults, with a 6,000-character vocab), `bert-base`
 (bert-base-chinese's shape: hidden 768, 12 layers, vocab 21128), or a local checkpoint directory
 (its config). Weights are randomly initialised — speed does not depend on them — so nothing is
-downloaded. Inputs are random token ids filling `max_length` (every sequence full: real paragraphs
-are shorter, so this is the per-token cost, not paragraphs/s of the corpus).
+downloaded. Inputs are random token ids filling `max_length`, without padding.
+
+These are sequences/s, not the paragraphs/s that `classify` gives: a real paragraph of the reports
+(~185 characters) is on average 1.35 chunks of ~156 tokens at max_length 256 (longer ones are cut into
+overlapping chunks), and its batch carries an attention mask. `scripts/bench_classify.py` measures
+paragraphs/s through the command line; docs/benchmarks.md compares the two. `--cpu-inference`
+scores on CPU as `bert.cpu_inference` does (bf16 autocast or dynamic int8).
 
 Training steps are the classifier's (sequence classification, BCE on 9 themes, AdamW, autocast in
 the chosen precision); inference runs under `torch.inference_mode()`.
@@ -58,6 +64,8 @@ def build_model(name: str):
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
 
     labels = dict(num_labels=N_THEMES, problem_type="multi_label_classification")
+    if name == "pretrained":
+        name = str(Path(__file__).resolve().parents[1] / "models" / "pretrained" / "zh-political-bert-mini")
     if name == "scratch":
         config = scratch_config(ScratchSettings(), SCRATCH_VOCAB, **labels)
     elif name == "bert-base":
@@ -118,6 +126,11 @@ def measure(model, phase: str, batch: int, args, device, precision: str) -> dict
     inputs = {"input_ids": torch.randint(5, cfg.vocab_size, (batch, args.max_length), device=device),
               "attention_mask": torch.ones(batch, args.max_length, dtype=torch.long, device=device)}
     labels = torch.rand(batch, N_THEMES, device=device)
+    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)  # before int8 hides them
+    if phase == "infer" and device.type == "cpu":
+        precision = "bf16" if args.cpu_inference == "bf16" else "fp32"
+        if args.cpu_inference == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
     runner = torch.compile(model) if args.compile else model
@@ -144,7 +157,6 @@ def measure(model, phase: str, batch: int, args, device, precision: str) -> dict
         torch.cuda.reset_peak_memory_stats(device)
     steps, elapsed = timed_steps(step, args.warmup, args.seconds, device)
     per_s = steps * batch / elapsed
-    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
     attn = cfg.num_hidden_layers * cfg.hidden_size * args.max_length
     flops_per_token = 6 * n + 12 * attn if phase == "train" else 2 * n + 4 * attn
     achieved = per_s * args.max_length * flops_per_token
@@ -159,18 +171,23 @@ def measure(model, phase: str, batch: int, args, device, precision: str) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="scratch", help="scratch | bert-base | a checkpoint directory")
+    parser.add_argument("--model", default="scratch", help="pretrained | scratch | bert-base | a checkpoint directory")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--train-batch", type=int, nargs="*", default=[16])
     parser.add_argument("--infer-batch", type=int, nargs="*", default=[64])
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--cpu-inference", default="fp32", choices=["fp32", "bf16", "int8"],
+                        help="CPU scoring arithmetic, as bert.cpu_inference")
+    parser.add_argument("--threads", type=int, default=0, help="CPU torch threads (0: torch's default)")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation included)")
     parser.add_argument("--out", default="docs/bench_bert_results.json")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as Trainer's tf32
@@ -194,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"model": args.model, "parameters": model.num_parameters(),
                    "non_embedding_parameters": sum(p.numel() for n, p in model.named_parameters()
                                                    if "embeddings" not in n),
-                   "max_length": args.max_length, "precision": precision, "compile": args.compile},
+                   "max_length": args.max_length, "precision": precision, "compile": args.compile,
+                   "cpu_inference": args.cpu_inference if device.type == "cpu" else None},
         "results": results,
     }
     out = Path(args.out)

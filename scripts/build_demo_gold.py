@@ -1,6 +1,7 @@
 """Carry the demo authors' hand codes from data/demo_sources/ onto the segmented demo paragraphs.
 
-The authors coded each paragraph they wrote against the coding guide. After ingest and segment, a
+The authors coded each paragraph they wrote against the coding guide. Each gold row carries its
+document, year and heading path, so training never depends on the corpus in data/raw. After ingest and segment, a
 corpus paragraph is labelled with the codes of the source paragraphs it consists of (a scrape that
 was flattened merges several: their themes are united, the primary is the longest one's). Paragraphs
 that cannot be traced to their sources completely are left out rather than guessed.
@@ -39,7 +40,8 @@ def main() -> int:
             continue
         themes = sorted({t for p in parts for t in p["themes"]}, key=lambda t: t)
         longest = max((p for p in parts if p.get("primary")), key=lambda p: len(p["text"]), default=None)
-        row = {"para_id": para.para_id, "text": para.text, "themes": themes,
+        row = {"para_id": para.para_id, "doc_id": para.doc_id, "year": None if pd.isna(para.year) else int(para.year),
+               "heading_path": list(para.heading_path), "text": para.text, "themes": themes,
                "primary": longest["primary"] if longest else None, "coder": "demo-authors"}
         if len(parts) > 1:
             row["note"] = f"merged from {len(parts)} source paragraphs"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -45,13 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def link_series(corpora: Path, raw: Path) -> None:
-    """Make `raw` hold exactly the two series (as links): the corpora folder also holds a README."""
+def copy_series(corpora: Path, raw: Path) -> None:
+    """Make `raw` hold exactly the two series (copies: ingest never follows a link out of its folder)."""
     raw.mkdir(parents=True, exist_ok=True)
     for stale in raw.iterdir():
         stale.unlink()
     for name in SERIES:
-        (raw / name).symlink_to(corpora / name)
+        shutil.copyfile(corpora / name, raw / name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     interim, processed, reports = args.work / "data/interim", args.work / "data/processed", args.work / "reports"
     paragraphs, themes = interim / "paragraphs.parquet", processed / "paragraph_themes.parquet"
-    link_series(args.corpora, args.work / "raw")
+    copy_series(args.corpora, args.work / "raw")
     ingest_settings = config.stage_settings("ingest", config.IngestSettings, args.params)
     ingest.run(dataclasses.replace(ingest_settings, raw_dir=str(args.work / "raw"), out_dir=str(interim)))
     segment.run(config.stage_settings("segment", config.SegmentSettings, args.params),

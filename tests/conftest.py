@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -27,3 +28,18 @@ def shared_corpora() -> Path:
 def scrape_file() -> Path:
     """A document-sharing-site scrape: junk lines around a paper flattened onto one line."""
     return ROOT / "tests" / "data" / "scrape_flattened.txt"
+
+
+class _CreatesFileWhenUnpickled:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.fixture
+def planted_pickle(tmp_path) -> tuple[bytes, Path]:
+    """A pickle whose unpickling creates a marker file (returned beside it): the proof that it was opened."""
+    marker = tmp_path / "pickle_was_opened"
+    return pickle.dumps(_CreatesFileWhenUnpickled(marker)), marker

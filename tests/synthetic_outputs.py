@@ -102,3 +102,19 @@ def write_synthetic_outputs(root: Path, with_evaluation: bool = True) -> Path:
     if with_evaluation:
         io.write_json(root / "metrics/evaluate.json", evaluation())
     return root
+
+
+def write_model_outputs(root: Path) -> Path:
+    """What the model figures read besides evaluate.json: evaluate's plot CSVs (two methods) and a saved
+    model (the keyword dictionary) to score the test split with; returns the model directory."""
+    from pipeline.classifiers.dictionary import DictionaryClassifier
+    from pipeline.codebook import load_codebook
+
+    plots = root / "metrics" / "plots"
+    confusion = [("political", "political"), ("work_style", "political"), ("grassroots", "none"), ("none", "none")]
+    io.write_csv(plots / "confusion.csv", pd.DataFrame(
+        [{"method": m, "actual": a, "predicted": p} for m in ("dictionary", "baseline") for a, p in confusion]))
+    io.write_csv(plots / "pr_curves.csv", pd.DataFrame(
+        [{"method": m, "theme": t, "recall": r, "precision": 1 - r / (2 + k)}
+         for k, m in enumerate(("dictionary", "baseline")) for t in THEME_IDS for r in (0.25, 0.5, 0.75, 1.0)]))
+    return DictionaryClassifier(load_codebook()).save(root / "models" / "dictionary")

@@ -6,14 +6,14 @@ import shutil
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from pipeline.classifiers.base import ModelError, load_model, read_card, tune_thresholds  # noqa: E402
-from pipeline.classifiers.bert import (BertClassifier, ScratchSettings, bert_settings,  # noqa: E402
-                                       encode_chunks, macro_f1, pool_max, resolve_base_model, sigmoid)
+from pipeline.classifiers.bert import (BertClassifier, bert_settings, encode_chunks,  # noqa: E402
+                                       length_sorted_batches, macro_f1, pad_batch, pool_max,
+                                       resolve_base_model, sigmoid)
 from pipeline.codebook import load_codebook  # noqa: E402
 
 CODEBOOK = load_codebook()
@@ -44,7 +44,7 @@ def make_split(n: int, offset: int) -> tuple[list[str], np.ndarray]:
 
 TRAIN = make_split(120, 0)
 DEV = make_split(36, 120)
-TINY = {"max_length": 24, "stride": 6, "epochs": 6, "batch_size": 8, "learning_rate": 3e-3,
+TINY = {"base_model": "scratch", "max_length": 24, "stride": 6, "epochs": 6, "batch_size": 8, "learning_rate": 3e-3,
         "eval_batch_size": 16, "precision": "fp32", "warmup_ratio": 0.0,
         "scratch": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "intermediate_size": 128,
                     "max_position_embeddings": 64}}
@@ -167,27 +167,37 @@ def test_directory_without_config_is_not_a_checkpoint(tmp_path):
         resolve_base_model(str(tmp_path))
 
 
-def test_pretrained_scratch_and_local_directories_are_used(tmp_path):
-    from pipeline.pretrain import PretrainSettings, run
-
-    corpus = DEV[0] + TRAIN[0]
-    pd.DataFrame({"text": corpus + ["标题"], "kind": ["body"] * len(corpus) + ["heading"]}).to_parquet(
-        tmp_path / "paragraphs.parquet")
-    stats = run(PretrainSettings(paragraphs=str(tmp_path / "paragraphs.parquet"),
-                                 train_split=str(tmp_path / "absent.parquet"), out_dir=str(tmp_path / "pre"),
-                                 max_length=24, epochs=1, batch_size=16, holdout=0.1, precision="fp32",
-                                 live_dir="", checkpoint_dir=str(tmp_path / "pre_ckpt")),
-                ScratchSettings(**TINY["scratch"]))
-    assert stats["texts"] == len(set(corpus)) and stats["perplexity"] > 1  # distinct texts
-    assert (tmp_path / "pre" / "model.safetensors").is_file()
-
-    from_pretrain = train(tmp_path, pretrain_dir=str(tmp_path / "pre"), epochs=1, live_dir="")
-    assert from_pretrain.info["base_model"]["kind"] == "pretrained_scratch"
-    from_dir = train(tmp_path, base_model=str(tmp_path / "pre"), epochs=1, live_dir="")
+def test_a_local_checkpoint_directory_is_fine_tuned(trained, tmp_path):
+    _, directory, _ = trained  # a saved classifier is a Hugging Face checkpoint too
+    from_dir = train(tmp_path, base_model=str(directory), epochs=1, live_dir="")
     assert from_dir.info["base_model"] | {"parameters": 0} == {
-        "name": str(tmp_path / "pre"), "kind": "local", "path": str(tmp_path / "pre"), "parameters": 0,
-        "vocab_size": stats["vocab_size"]}
-    assert from_dir.info["base_model"]["parameters"] == from_pretrain.info["base_model"]["parameters"]
+        "name": str(directory), "kind": "local", "path": str(directory), "parameters": 0,
+        "revision": None, "commit": None, "vocab_size": len(from_dir.tokenizer)}
+    assert from_dir.tokenizer.get_vocab() == load_model(directory, CODEBOOK).tokenizer.get_vocab()
+
+
+def test_step_budget_ends_training_with_a_dev_evaluation(tmp_path):
+    model = train(tmp_path, max_steps=5, epochs=50, live_dir="")
+    training = model.info["training"]
+    assert training["steps"] == 5 and training["stopped_by"] == "max_steps"
+    assert training["best_dev_macro_f1"] is not None  # evaluated at the budget, mid-epoch
+
+
+def test_scoring_batches_are_bounded_and_sorted_by_length():
+    lengths = np.array([5, 300, 7, 300, 9, 1])
+    batches = list(length_sorted_batches(lengths, 4))
+    assert [b.tolist() for b in batches] == [[1, 3, 4, 2], [0, 5]]
+    ids, mask = pad_batch([[1, 2, 3], [4]], 3, pad_id=0, positions=512)
+    assert ids.tolist() == [[1, 2, 3] + [0] * 5, [4] + [0] * 7] and mask.sum().item() == 4
+    assert pad_batch([[1] * 30], 30, pad_id=0, positions=30)[0].shape == (1, 30)  # never past the positions
+
+
+def test_a_very_long_paragraph_is_scored_in_bounded_batches(trained, monkeypatch):
+    model, _, _ = trained
+    texts = ["".join(DEV[0]) * 20, DEV[0][0], DEV[0][5]]  # the first has hundreds of chunks
+    whole = model.predict_scores(texts)
+    monkeypatch.setattr(model.settings, "eval_batch_size", 3)  # its chunks now span many batches
+    assert np.allclose(model.predict_scores(texts), whole, atol=1e-5)
 
 
 def test_weights_for_other_labels_are_refused(trained, tmp_path):
@@ -209,6 +219,10 @@ def test_settings_are_checked():
         bert_settings({"max_length": 32, "stride": 30})
     assert bert_settings({"scratch": {"hidden_size": 64}}).scratch.hidden_size == 64
     assert bert_settings({"threshold_ceiling": 0.4}).threshold_ceiling == 0.4  # read by tune_thresholds
+    with pytest.raises(ValueError, match="max_steps"):
+        bert_settings({"max_steps": -1})
+    with pytest.raises(ValueError, match="cpu_inference"):
+        bert_settings({"cpu_inference": "int4"})
 
 
 def test_classify_command_accepts_a_bert_model_directory(trained, tmp_path):

@@ -8,10 +8,12 @@ import json
 import math
 import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
-from synthetic_outputs import write_synthetic_outputs
+from synthetic_outputs import write_model_outputs, write_synthetic_outputs
 
 from pipeline import charts, trends
 from pipeline.charts import ChartsSettings
@@ -23,9 +25,15 @@ SETTINGS = ChartsSettings(dpi=150)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = write_synthetic_outputs(tmp_path_factory.mktemp("charts"))
-    trends.run(trends.TrendsSettings(resamples=200), root / trends.PARAGRAPHS, root / trends.PARAGRAPH_THEMES,
-               root / "reports")
+    write_model_outputs(root)
+    trends.run(trends.TrendsSettings(resamples=200, correction="none"), root / trends.PARAGRAPHS,
+               root / trends.PARAGRAPH_THEMES, root / "reports")
     return root
+
+
+def run_stage(root, out_dir, settings=SETTINGS, evaluate="metrics/evaluate.json"):
+    return charts.run(settings, root / "reports/tables", root / evaluate, out_dir,
+                      test_path=root / "data/processed/test.parquet", model_dir=root / "models/dictionary")
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +42,15 @@ def figures(root) -> dict[str, Figure]:
     codebook = load_codebook()
     periods, documents = charts.load_tables(root / "reports/tables")
     evaluation = json.loads((root / "metrics/evaluate.json").read_text(encoding="utf-8"))
+    bins = charts.calibration_bins(*charts.test_scores(root / "data/processed/test.parquet",
+                                                       root / "models/dictionary", codebook))
     return {"theme_composition": charts.theme_composition(periods, codebook),
             "theme_small_multiples": charts.theme_small_multiples(periods, codebook),
             "document_heatmap": charts.document_heatmap(documents, codebook),
-            "method_comparison": charts.method_comparison(evaluation, codebook)}
+            "method_comparison": charts.method_comparison(evaluation, codebook),
+            "reliability": charts.reliability_diagram(bins, "dictionary"),
+            "pr_curves": charts.pr_curves(pd.read_csv(root / "metrics/plots/pr_curves.csv"), codebook),
+            "confusion": charts.confusion_matrices(pd.read_csv(root / "metrics/plots/confusion.csv"), codebook)}
 
 
 def missing_glyph_warnings(render) -> list[str]:
@@ -50,10 +63,9 @@ def missing_glyph_warnings(render) -> list[str]:
 
 def test_stage_writes_png_and_svg_of_every_figure_without_missing_glyphs(root, tmp_path):
     written = []
-    assert missing_glyph_warnings(lambda: written.extend(
-        charts.run(SETTINGS, root / "reports/tables", root / "metrics/evaluate.json", tmp_path))) == []
-    assert sorted(p.name for p in written) == sorted(f"{name}.{fmt}" for name in charts.FIGURES
-                                                     for fmt in ("png", "svg"))
+    assert missing_glyph_warnings(lambda: written.extend(run_stage(root, tmp_path))) == []
+    assert sorted(p.name for p in written) == sorted([f"{name}.{fmt}" for name in charts.FIGURES
+                                                      for fmt in ("png", "svg")] + [charts.RELIABILITY])
     with Image.open(tmp_path / "theme_composition.png") as png:
         assert round(png.info["dpi"][0]) >= 150
     assert "<svg" in (tmp_path / "theme_composition.svg").read_text(encoding="utf-8")[:500]
@@ -117,10 +129,9 @@ def test_heatmap_labels_documents_by_date_and_title_and_thins_beyond_the_limit(r
     assert len(thinned.axes[0].get_yticklabels()) == 3 and "3 / 6" in thinned.axes[0].get_title()
 
 
-def test_without_evaluation_there_is_no_method_comparison(root, tmp_path):
-    written = charts.run(ChartsSettings(dpi=150, formats=["png"]), root / "reports/tables",
-                         tmp_path / "absent.json", tmp_path)
-    assert {p.stem for p in written} == set(charts.FIGURES) - {"method_comparison"}
+def test_without_evaluation_there_are_no_model_figures(root, tmp_path):
+    written = run_stage(root, tmp_path, ChartsSettings(dpi=150, formats=["png"]), evaluate="absent.json")
+    assert {p.stem for p in written} == set(charts.TREND_FIGURES)
 
 
 def test_missing_mplfonts_is_an_actionable_error(monkeypatch):
@@ -131,5 +142,77 @@ def test_missing_mplfonts_is_an_actionable_error(monkeypatch):
 
 
 def test_settings_refuse_low_resolution():
-    with pytest.raises(ValueError, match="charts.dpi"):
+    with pytest.raises(ValueError, match="dpi: 72 is out of range"):
         ChartsSettings(dpi=72)
+
+
+def test_percent_ticks_print_as_many_decimals_as_the_steps_need():
+    formatter = charts.PercentTicks()
+    assert formatter.format_ticks([0, 0.025, 0.05, 0.075]) == ["0.0%", "2.5%", "5.0%", "7.5%"]
+    assert formatter.format_ticks([0, 0.1, 0.2]) == ["0%", "10%", "20%"]
+    assert formatter.format_ticks([0.001, 0.0015]) == ["0.10%", "0.15%"]
+
+
+def periods_with_a_gap(codebook) -> pd.DataFrame:
+    """Shares for 2019, 2021 and 2022 (none in 2020), of 3, 1 and 2 documents."""
+    rows = []
+    for period, n_docs in (("2019", 3), ("2021", 1), ("2022", 2)):
+        for k, theme in enumerate(codebook.ids):
+            share = 0.02 * (k + 1)
+            rows.append({"period": period, "theme": theme, "label": codebook[theme].label, "share": share,
+                         "lo": np.nan if n_docs == 1 else share - 0.01, "hi": np.nan if n_docs == 1 else share + 0.01,
+                         "share_raw": share, "n_docs": n_docs, "n_paragraphs": 10 * n_docs, "n_chars": 100 * n_docs,
+                         "any_share": 0.4, "any_lo": np.nan if n_docs == 1 else 0.3,
+                         "any_hi": np.nan if n_docs == 1 else 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_trend_lines_break_where_a_period_has_no_documents_and_every_point_shows_its_count():
+    codebook = load_codebook()
+    fig = charts.theme_small_multiples(periods_with_a_gap(codebook), codebook)
+    panel = next(ax for ax in fig.axes if ax.get_title() == codebook["political"].label)
+    line = panel.get_lines()[0]
+    assert len(line.get_xdata()) == 4 and np.isnan(line.get_ydata()[1])  # 2019, 2020 (gap), 2021, 2022
+    strips = [ax for ax in fig.axes if ax.get_ylabel() == "文档数"]
+    assert [t.get_text() for t in strips[0].texts] == ["3", "1", "2"]  # printed under every point
+
+
+def test_a_facet_draws_one_line_per_group_in_every_panel():
+    codebook = load_codebook()
+    periods = periods_with_a_gap(codebook)
+    by_type = pd.concat([periods.assign(doc_type="政府工作报告"),
+                         periods[periods["period"] != "2021"].assign(doc_type="党代会报告")])
+    fig = charts.theme_small_multiples(periods, codebook, by_type, "doc_type")
+    panel = next(ax for ax in fig.axes if ax.get_title() == codebook["ideology"].label)
+    assert [line.get_label() for line in panel.get_lines()] == ["党代会报告", "政府工作报告"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["党代会报告", "政府工作报告"]
+    assert "按 doc_type 分组" in fig._suptitle.get_text()
+
+
+def test_the_composition_shows_how_much_text_carries_any_theme_above_the_normalised_mix():
+    codebook = load_codebook()
+    fig = charts.theme_composition(periods_with_a_gap(codebook), codebook)
+    any_panel, mix = fig.axes[:2]
+    assert [round(bar.get_height(), 3) for bar in any_panel.patches] == [0.4, 0.4, 0.4]
+    heights = np.array([bar.get_height() for bar in mix.patches]).reshape(len(codebook.ids), 3)
+    assert np.allclose(heights.sum(axis=0), 1.0)  # each period's mix sums to 100%
+
+
+def test_calibration_bins_compare_mean_scores_with_observed_frequencies():
+    scores = np.array([[0.05, 0.15], [0.05, 0.85], [0.95, 0.85], [0.95, 0.15]])
+    truth = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+    bins = charts.calibration_bins(truth, scores, n_bins=10)
+    assert bins["bin_lo"].tolist() == [0.0, 0.1, 0.8, 0.9]
+    assert bins["n"].tolist() == [2, 2, 2, 2]
+    assert bins["observed"].tolist() == [0.0, 0.0, 0.5, 1.0]
+    assert ((bins["lo"] <= bins["observed"]) & (bins["observed"] <= bins["hi"])).all()
+    assert bins["ece_part"].sum() == pytest.approx((0.05 + 0.15 + 0.35 + 0.05) * 2 / 8)
+
+
+def test_model_figures_separate_methods_and_themes(figures):
+    pr = figures["pr_curves"]
+    panel = next(ax for ax in pr.axes if ax.get_title() == "政治建设 (political)")
+    assert [line.get_label() for line in panel.get_lines()] == ["dictionary", "baseline"]
+    assert [ax.get_title() for ax in figures["confusion"].axes] == ["dictionary", "baseline"]
+    counts = [t.get_text() for t in figures["confusion"].axes[0].texts]
+    assert sorted(counts) == ["1", "1", "1", "1"]

@@ -136,3 +136,119 @@ def test_segment_workers_write_the_same_paragraphs(tmp_path):
         segment.run(SegmentSettings(workers=workers), str(tmp_path / "documents.parquet"),
                     str(tmp_path / f"paragraphs{workers}.parquet"))
     assert (tmp_path / "paragraphs1.parquet").read_bytes() == (tmp_path / "paragraphs2.parquet").read_bytes()
+
+
+def test_a_run_in_heading_with_commas_is_split_off_and_heads_the_paragraphs_after_it():
+    text = "\n".join([
+        "一、全面从严治党",
+        "（三）坚持和健全民主集中制，增强党的活力和团结统一。民主集中制是民主基础上的集中和集中指导下的民主相结合的制度。",
+        "要以保障党员民主权利为根本，以加强党的代表大会制度和党的委员会制度为重点，推进党内民主建设。",
+        "（四）加强党的基层组织建设，夯实党的执政基础。",
+        "党的基层组织是党的全部工作和战斗力的基础，要扩大覆盖面，增强凝聚力。",
+    ])
+    result = units(text)
+    headings = [u.text for u in result if u.kind == "heading"]
+    assert headings == ["一、全面从严治党", "（三）坚持和健全民主集中制，增强党的活力和团结统一", "（四）加强党的基层组织建设，夯实党的执政基础"]
+    subsection = ["一、全面从严治党", "（三）坚持和健全民主集中制，增强党的活力和团结统一"]
+    assert body_under(result, "民主集中制是民主基础上").heading_path == subsection
+    assert body_under(result, "要以保障党员民主权利").heading_path == subsection  # the next line keeps it
+    assert body_under(result, "党的基层组织是").heading_path[-1] == "（四）加强党的基层组织建设，夯实党的执政基础"
+
+
+def test_numbered_paragraphs_and_lists_of_numbered_sentences_stay_body():
+    # the first sentence is too long for a heading: a numbered paragraph whose gist is body text
+    long_item = ("2. 各基层党支部要结合“三会一课”开展集中学习，支部书记讲专题党课，每名党员原则上至少参加1次集中学习。"
+                 "学习要注重实效，不搞层层加码。")
+    listed = ["（一）要使粮食生产的发展同人口的增长比较适应。", "（二）要使轻纺工业的增长速度赶上重工业的增长速度。"]
+    result = units("\n".join(["一、工作安排", "1. 学习安排", long_item, *listed]), min_chars=1)
+    assert [u.text for u in result if u.kind == "heading"] == ["一、工作安排", "1. 学习安排"]
+    assert body_under(result, "2. 各基层党支部").text == long_item
+    assert [u.text for u in result if u.text.startswith("（")] == listed  # siblings: a list, no headings
+
+
+def test_a_speech_opens_with_front_matter_and_ends_with_a_closing():
+    text = "\n".join([
+        "高举旗帜", "为全面建设社会主义现代化国家而团结奋斗", "——在中国共产党第二十次全国代表大会上的报告",
+        "（2022年10月16日）", "习近平",
+        "同志们：", "现在，我代表第十九届中央委员会向大会作报告。",
+        "一、过去五年的工作", "五年来，我们坚持加强党的全面领导和党中央集中统一领导，全力推进全面建成小康社会进程。",
+        "二、坚定不移全面从严治党", "（一）坚持和加强党中央集中统一领导。党中央是党的神经中枢，必须坚决维护党中央权威。",
+        "全党必须牢记，全面从严治党永远在路上，党的自我革命永远在路上，决不能有松劲歇脚、疲劳厌战的情绪。",
+        "同志们！时代呼唤着我们，人民期待着我们，唯有矢志不渝、笃行不怠，方能不负时代、不负人民。",
+        "团结就是力量，团结才能胜利。全党要坚持全心全意为人民服务的根本宗旨。",
+        "同志们！党用伟大奋斗创造了百年伟业，也一定能用新的伟大奋斗创造新的伟业。",
+    ])
+    result = units(text)
+    front = [u for u in result if u.kind == "front_matter"]
+    assert [u.text for u in front] == text.split("\n")[:5]
+    assert all(u.heading_path == [] and u.level == 0 for u in front)
+    assert result[len(front)].kind == "body" and result[len(front)].text.startswith("同志们：现在")
+    closing = [u for u in result if u.kind == "closing"]
+    assert [u.text[:6] for u in closing] == ["同志们！时代", "团结就是力量", "同志们！党用"]
+    assert all(u.heading_path == [] for u in closing)
+    assert body_under(result, "全党必须牢记").heading_path[-1].startswith("（一）坚持和加强党中央集中统一领导")
+
+
+def test_only_the_last_address_to_the_deputies_opens_the_closing():
+    text = "\n".join([
+        "政府工作报告", "——2022年3月5日在第十三届全国人民代表大会第五次会议上", "国务院总理李克强各位代表：",
+        "现在，我代表国务院，向大会报告政府工作，请予审议。",
+        "一、2021年工作回顾", "过去一年，我国经济发展和疫情防控保持全球领先地位，主要指标实现预期目标。",
+        "二、2022年政府工作任务", "今年要坚持稳字当头、稳中求进，继续做好“六稳”“六保”工作，持续改善民生。",
+        "各位代表！我们要坚持和完善民族区域自治制度，推动民族地区加快现代化建设步伐。",
+        "我们要坚持独立自主的和平外交政策，坚定不移走和平发展道路，推动构建人类命运共同体。",
+        "结束语", "各位代表！", "中国的发展从来都是在应对挑战中前进的，中国人民有战胜任何艰难险阻的勇气、智慧和力量。",
+    ])
+    result = units(text)
+    assert [u.text for u in result if u.kind == "front_matter"] == text.split("\n")[:2] + ["国务院总理李克强"]
+    assert result[3].text.startswith("各位代表：现在")
+    # 各位代表！ opens each unnumbered topic of the last part: only its last one opens the closing
+    assert body_under(result, "各位代表！我们要坚持和完善").heading_path == ["二、2022年政府工作任务"]
+    assert [u.text for u in result if u.kind == "closing"] == [
+        "结束语各位代表！中国的发展从来都是在应对挑战中前进的，中国人民有战胜任何艰难险阻的勇气、智慧和力量。"]
+
+
+@pytest.mark.parametrize("text", [
+    "同志们：\n今天召开全市党建工作会议，主要任务是总结去年工作，部署今年任务。",  # opens with its salutation
+    "坚持党的领导\n加强党的建设\n各级党组织要把党的政治建设摆在首位，以政治建设统领各项建设。",  # short lines, no subtitle
+])
+def test_documents_without_front_matter_keep_every_line(text):
+    result = units(text, min_chars=1)
+    assert not any(u.kind in ("front_matter", "closing") for u in result)
+    assert "".join(u.text for u in result) == text.replace("\n", "")
+
+
+def test_record_fields_beyond_the_document_columns_reach_the_paragraphs(tmp_path):
+    corpus = tmp_path / "reports.jsonl"
+    record = {"congress": 19, "year": 2017, "title": "报告", "url": "https://example.org/19", "session": "第一次会议",
+              "text": "一、党的建设\n全面从严治党永远在路上，各级党组织要坚定不移把党的政治建设摆在首位。"}
+    corpus.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["parse", str(corpus), "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(r["url"] == "https://example.org/19" for r in rows)
+    assert all(json.loads(r["extra"]) == {"congress": 19, "session": "第一次会议"} for r in rows)
+
+
+def test_real_reports_front_matter_run_in_headings_closing_and_fields(shared_corpora, tmp_path):
+    import re
+
+    out = tmp_path / "real.jsonl"
+    paths = [str(shared_corpora / name) for name in ("cpc_congress_reports.jsonl", "gov_work_reports_1954-2025.jsonl")]
+    assert main(["parse", *paths, "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    congress = [r for r in rows if r["doc_type"] == "cpc_congress_report"]
+    assert {json.loads(r["extra"])["congress"] for r in congress} == set(range(12, 21))
+    assert all(r["url"].startswith("https://zh.wikisource.org/") for r in congress)
+    # no body paragraph opens with a short numbered sentence left unsplit (245 did before)
+    run_in = re.compile(f"^(（[{'一二三四五六七八九十'}]+）|[{'一二三四五六七八九十'}]+、|\\d+[.．、])[^。！？；：]{{1,30}}[。！？；：].")
+    assert [r["text"][:30] for r in rows if r["kind"] == "body" and run_in.match(r["text"])] == []
+    subsection = next(r for r in congress if r["text"] == "（三）坚持和健全民主集中制，增强党的活力和团结统一")
+    assert subsection["kind"] == "heading" and subsection["date"] == "2002"
+    under = [r for r in congress if r["kind"] == "body" and r["heading_path"][-1:] == [subsection["text"]]]
+    assert len(under) > 1 and under[0]["text"].startswith("民主集中制是")
+    for report in ([r for r in congress if r["date"] == year] for year in ("2017", "2022")):
+        front = [r["text"] for r in report if r["kind"] == "front_matter"]
+        assert front[2].startswith("——在中国共产党第") and front[3].startswith("（20") and front[4] == "习近平"
+        closing = [r for r in report if r["kind"] == "closing"]
+        assert closing[0]["text"].startswith("同志们！") and closing[-1]["order"] == report[-1]["order"]

@@ -156,14 +156,20 @@ def labelled_project(tmp_path: Path) -> Path:
     training = [{"id": f"t{i}", "doc_id": f"td{i // 2}", "genre": "测试", "text": t, "themes": th,
                  "primary": th[0] if th else None} for i, (t, th) in enumerate(CORPUS * 2)]
     (tmp_path / "training" / "part.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in training))
+    (tmp_path / "real").mkdir()
+    real = [{"id": f"r{i}", "doc_id": f"news-{i // 3}", "source": "新闻", "date": f"2020-03-{1 + i // 6:02d}",
+             "coder": "a", "text": t, "themes": th, "primary": th[0] if th else None}
+            for i, (t, th) in enumerate(CORPUS * 6)]
+    (tmp_path / "real" / "news.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in real))
     return tmp_path
 
 
-def split_settings(root: Path) -> SplitSettings:
-    return SplitSettings(paragraphs=str(root / "interim" / "paragraphs.parquet"),
-                         weak_labels=str(root / "processed" / "weak_labels.parquet"),
-                         gold_dir=str(root / "gold"), training_dir=str(root / "training"),
-                         out_dir=str(root / "processed"), dev_share=0.2, test_share=0.2)
+def split_settings(root: Path, **overrides) -> SplitSettings:
+    return SplitSettings(**{"paragraphs": str(root / "interim" / "paragraphs.parquet"),
+                            "weak_labels": str(root / "processed" / "weak_labels.parquet"),
+                            "gold_dir": str(root / "gold"), "training_dir": str(root / "training"),
+                            "real_dir": str(root / "real"), "out_dir": str(root / "processed"),
+                            "dev_share": 0.2, "test_share": 0.2, "use_silver": True, **overrides})
 
 
 def test_splits_are_disjoint_by_document_and_deterministic(labelled_project):
@@ -173,10 +179,43 @@ def test_splits_are_disjoint_by_document_and_deterministic(labelled_project):
     assert not (docs["train"] & docs["dev"]) and not (docs["train"] & docs["test"]) and not (docs["dev"] & docs["test"])
     for name in first:
         pd.testing.assert_frame_equal(first[name], second[name])
-    assert set(first["dev"]["origin"]) <= {"gold_demo", "training"}  # silver trains only
-    assert set(first["test"]["origin"]) <= {"gold_demo", "training"}
+    assert set(first["dev"]["origin"]) <= {"gold_demo", "training", "real"}  # silver trains only
+    assert set(first["test"]["origin"]) <= {"gold_demo", "training", "real"}
     silver_docs = set(first["train"].loc[first["train"]["origin"] == "silver", "doc_id"])
     assert not silver_docs & (docs["dev"] | docs["test"])
+
+
+def test_real_paragraphs_are_held_out_by_date_with_every_article_of_that_day(labelled_project):
+    splits = build_splits(split_settings(labelled_project, real_dev_share=0.3, real_test_share=0.3))
+    real = pd.concat([frame.assign(split=name) for name, frame in splits.items()])
+    real = real[real["origin"] == "real"].merge(
+        pd.read_json(labelled_project / "real" / "news.jsonl", lines=True)[["id", "date"]], on="id")
+    assert real.groupby("date")["split"].nunique().max() == 1  # a day never spans two splits
+    assert real.groupby("doc_id")["split"].nunique().max() == 1
+    assert set(real["split"]) == {"train", "dev", "test"}
+
+
+def test_silver_is_off_by_default_and_never_the_majority_of_training_rows(labelled_project):
+    default = build_splits(split_settings(labelled_project, use_silver=False))
+    assert "silver" not in set(default["train"]["origin"])
+    with_silver = build_splits(split_settings(labelled_project))["train"]
+    silver = (with_silver["origin"] == "silver").sum()
+    assert 0 < silver <= (with_silver["origin"] != "silver").sum()
+
+
+def test_training_data_does_not_depend_on_the_corpus_when_gold_carries_its_documents(labelled_project):
+    gold_file = labelled_project / "gold" / "demo.jsonl"
+    paragraphs = pd.read_parquet(labelled_project / "interim" / "paragraphs.parquet").set_index("para_id")
+    rows = [json.loads(line) for line in gold_file.read_text().splitlines()]
+    for row in rows:
+        row.update(doc_id=paragraphs.loc[row["para_id"], "doc_id"], year=int(paragraphs.loc[row["para_id"], "year"]),
+                   heading_path=[])
+    gold_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    before = build_splits(split_settings(labelled_project, use_silver=False))
+    (labelled_project / "interim" / "paragraphs.parquet").unlink()  # a user's corpus replaced the demo one
+    after = build_splits(split_settings(labelled_project, use_silver=False))
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name])
 
 
 def test_demo_gold_splits_are_balanced_across_years():

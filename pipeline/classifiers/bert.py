@@ -3,13 +3,14 @@
 
 Design:
 
-* Base model (`resolve_base_model`). `base_model: scratch` builds a small BERT whose vocabulary is
-  every character of the training texts (a character WordPiece vocab: Chinese BERTs tokenise Chinese
-  per character anyway), or loads `pretrain_dir` (the `pretrain` stage's MLM model) when that is set
-  and present. A local directory is loaded as a Hugging Face checkpoint. A hub name is looked up in
-  the local HF cache, then on the hub unless `HF_HUB_OFFLINE` is set; failing both, a `ModelError`
-  says what to set, at once rather than after the hub's retries. The model actually used (name,
-  kind, path, parameter count) is recorded in `info["base_model"]`, hence in model.json.
+* Base model (`resolve_base_model`). The default is the encoder shipped in
+  models/pretrained/zh-political-bert-mini (MLM-pretrained on political text by pipeline/pretrain.py,
+  standard Chinese BERT vocabulary). A local directory is loaded as a Hugging Face checkpoint. A hub
+  name is looked up in the local HF cache, then on the hub unless `HF_HUB_OFFLINE` is set, at
+  `revision` when one is pinned; failing both, a `ModelError` says what to set, at once rather than
+  after the hub's retries. `base_model: scratch` builds a tiny BERT whose vocabulary is every
+  character of the training texts (for tests and experiments). The model actually used (name, kind,
+  path, resolved hub commit, parameter count) is recorded in `info["base_model"]`, hence in model.json.
 * Long paragraphs. Texts are cut into chunks of `max_length` tokens overlapping by `stride`.
   Training uses every chunk with its paragraph's targets: paragraphs are at most segment.max_chars
   long, so few have two chunks, and a theme stated anywhere in a paragraph is a theme of it.
@@ -17,8 +18,17 @@ Design:
   dilute a theme stated in one chunk of a long paragraph), then applies the sigmoid. Early stopping
   (and the best epoch kept) watches dev macro-F1 computed the same way, per paragraph, at thresholds
   tuned on dev as the saved model's are.
+* Budget. `max_steps` and `max_minutes` bound fine-tuning (a CPU run of `dvc repro` stays in
+  minutes); reaching either evaluates dev once more and keeps the best evaluation's weights.
 * Precision. `auto`: bf16 on CUDA where supported, else fp16 on CUDA, fp32 on CPU; TF32 matmuls
   on CUDA. Scoring autocasts to the same dtype on CUDA and pools in fp32.
+* Scoring speed and memory (`_score`). Every chunk of every text is sorted by length and batched
+  with at most `eval_batch_size` chunks, each batch padded to its own longest chunk (multiple of 8):
+  little padding, and memory bounded however long one paragraph is; chunk logits are max-pooled per
+  text at the end. On CPU `cpu_threads` sets torch's threads (0: its default) and `cpu_inference`
+  picks the arithmetic: bf16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX; `auto`),
+  fp32, or dynamic int8 (docs/benchmarks.md has the measured speed and score differences). Dev
+  scoring during training uses the same arithmetic, so thresholds are tuned on the scores shipped.
 * Devices. Nothing here names a device: Trainer (accelerate) places the model, so training runs
   unchanged under `accelerate launch` / `torchrun`; only the main process writes dvclive curves.
 * Determinism. On CPU, the same data and seed give the same scores (seeded RNGs, deterministic
@@ -34,7 +44,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,73 +55,17 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertTokenizerFast, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                          TrainingArguments, set_seed)
+                          TrainerCallback, TrainingArguments, set_seed)
 from transformers.integrations import DVCLiveCallback
 
 from pipeline.classifiers.base import ModelError, ThemeClassifier, tune_thresholds
+from pipeline.classifiers.settings import BertSettings, ScratchSettings, TrainLoopSettings, bert_settings
 from pipeline.codebook import Codebook
-from pipeline.config import build_settings
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_MULTIPLE = 8  # padded lengths in multiples of 8 keep GPU tensor cores busy; costs ~nothing on CPU
-
-
-@dataclass
-class ScratchSettings:
-    """Architecture of a BERT trained from scratch (also the `pretrain` stage's model)."""
-
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 512
-    dropout: float = 0.1
-    vocab_min_freq: int = 1  # characters seen fewer times map to [UNK]
-    vocab_max_size: int = 8000  # most frequent characters kept, special tokens included
-
-
-@dataclass
-class TrainLoopSettings:
-    """What any Trainer run here takes (fine-tuning and MLM pretraining)."""
-
-    max_length: int = 256  # tokens per chunk, [CLS] and [SEP] included
-    learning_rate: float = 5e-4  # right for scratch; use ~3e-5 for a pretrained checkpoint
-    epochs: float = 8
-    batch_size: int = 16  # per device; small batches give the scratch model the steps it needs
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    torch_compile: bool = False
-    eval_batch_size: int = 128  # chunks per batch when evaluating and scoring
-    live_dir: str = ""  # dvclive curves; empty: none
-    checkpoint_dir: str = "models/.checkpoints"  # Trainer's epoch checkpoints, removed after training
-
-
-@dataclass
-class BertSettings(TrainLoopSettings):
-    live_dir: str = "dvclive/train_bert"
-    checkpoint_dir: str = "models/.bert_checkpoints"
-    base_model: str = "scratch"  # scratch | a local HF checkpoint directory | a hub name (cache only offline)
-    pretrain_dir: str = ""  # with scratch: start from this MLM-pretrained model when it exists
-    stride: int = 64  # tokens shared by consecutive chunks of a long paragraph
-    early_stopping_patience: int = 3  # epochs without a better dev macro-F1; 0: train all epochs
-    threshold_ceiling: float = 0.9  # highest per-theme threshold dev tuning may pick (base.tune_thresholds)
-    scratch: ScratchSettings = field(default_factory=ScratchSettings)
-
-
-def bert_settings(params: dict | None, where: str = "params.yaml:bert") -> BertSettings:
-    settings = build_settings(BertSettings, params, where)
-    if settings.precision not in PRECISIONS:
-        raise ValueError(f"{where}.precision: '{settings.precision}' is not one of {list(PRECISIONS)}")
-    if not 0 <= settings.stride < settings.max_length - 2:
-        raise ValueError(f"{where}.stride: {settings.stride} must be below max_length - 2 "
-                         f"({settings.max_length - 2} tokens of text per chunk)")
-    return settings
 
 
 # --- base model resolution ---------------------------------------------------------------------------
@@ -119,8 +73,10 @@ def bert_settings(params: dict | None, where: str = "params.yaml:bert") -> BertS
 @dataclass(frozen=True)
 class ModelSource:
     name: str  # as configured
-    kind: str  # scratch | pretrained_scratch | local | hub_cache | hub
+    kind: str  # scratch | local | hub_cache | hub
     path: str | None  # the directory loaded (None: built in memory, or still to be downloaded)
+    revision: str | None = None  # the pinned hub revision, as configured
+    commit: str | None = None  # the hub commit actually loaded (from the HF cache's snapshot folder)
 
 
 def _hub_offline() -> bool:
@@ -147,12 +103,13 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def _cached_snapshot(name: str) -> str | None:
-    """The HF-cache directory holding `name`'s config.json, or None (never touches the network)."""
+def _cached_snapshot(name: str, revision: str = "") -> str | None:
+    """The HF-cache directory holding `name`'s config.json at `revision` (default branch when empty),
+    or None (never touches the network)."""
     from transformers.utils import CONFIG_NAME, cached_file
 
     try:
-        path = cached_file(name, CONFIG_NAME, local_files_only=True,
+        path = cached_file(name, CONFIG_NAME, revision=revision or None, local_files_only=True,
                            _raise_exceptions_for_missing_entries=False)
     except (OSError, ValueError):  # ValueError: not a valid repo id
         return None
@@ -164,14 +121,16 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def resolve_base_model(base_model: str, pretrain_dir: str = "") -> ModelSource:
+def _snapshot_commit(path: str | None) -> str | None:
+    """The commit of an HF-cache snapshot directory (…/snapshots/<commit>), else None."""
+    if path and Path(path).parent.name == "snapshots":
+        return Path(path).name
+    return None
+
+
+def resolve_base_model(base_model: str, revision: str = "") -> ModelSource:
     """Where `base_model` comes from; a `ModelError` (within seconds) if it can't be had."""
     if base_model == "scratch":
-        if pretrain_dir and (Path(pretrain_dir) / "config.json").is_file():
-            return ModelSource("scratch", "pretrained_scratch", pretrain_dir)
-        if pretrain_dir:
-            log.warning("bert: pretrain_dir '%s' has no model (run the pretrain stage); training from "
-                        "scratch without pretraining", pretrain_dir)
         return ModelSource("scratch", "scratch", None)
     local = Path(base_model).expanduser()
     if local.is_dir():
@@ -181,15 +140,17 @@ def resolve_base_model(base_model: str, pretrain_dir: str = "") -> ModelSource:
         return ModelSource(base_model, "local", str(local))
     if _looks_like_path(base_model):
         raise ModelError(f"base model directory '{base_model}' does not exist: fix bert.base_model "
-                         "(a local Hugging Face checkpoint, a hub name, or 'scratch')")
-    cached = _cached_snapshot(base_model)
+                         "(a local Hugging Face checkpoint, a hub name, or 'scratch'); the default, "
+                         "models/pretrained/zh-political-bert-mini, ships with the repository")
+    cached = _cached_snapshot(base_model, revision)
     if cached:
-        return ModelSource(base_model, "hub_cache", cached)
+        return ModelSource(base_model, "hub_cache", cached, revision or None, _snapshot_commit(cached))
     offline = "HF_HUB_OFFLINE is set" if _hub_offline() else None if _hub_reachable() else "no connection"
     if offline:
-        raise ModelError(f"model '{base_model}' not found locally and the hub is unreachable ({offline}): "
+        at = f" at revision '{revision}'" if revision else ""
+        raise ModelError(f"model '{base_model}'{at} not found locally and the hub is unreachable ({offline}): "
                          "set bert.base_model to a local directory (a Hugging Face checkpoint) or to 'scratch'")
-    return ModelSource(base_model, "hub", None)
+    return ModelSource(base_model, "hub", None, revision or None)
 
 
 def build_char_tokenizer(texts: list[str], scratch: ScratchSettings) -> BertTokenizerFast:
@@ -227,7 +188,7 @@ def scratch_config(scratch: ScratchSettings, vocab_size: int, **extra) -> BertCo
 
 def build_model(settings: BertSettings, texts: list[str], themes: list[str]):
     """(model, tokenizer, info) for fine-tuning: the resolved base model with a fresh theme head."""
-    source = resolve_base_model(settings.base_model, settings.pretrain_dir)
+    source = resolve_base_model(settings.base_model, settings.revision)
     labels = dict(num_labels=len(themes), id2label=dict(enumerate(themes)),
                   label2id={t: i for i, t in enumerate(themes)}, problem_type="multi_label_classification")
     if source.kind == "scratch":
@@ -236,20 +197,23 @@ def build_model(settings: BertSettings, texts: list[str], themes: list[str]):
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     else:
         where = source.path or source.name
-        local_only = source.kind != "hub"
+        hub = dict(local_files_only=source.kind != "hub", revision=source.revision)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
-            # ignore_mismatched_sizes: a checkpoint fine-tuned for other labels still gives its encoder
+            tokenizer = AutoTokenizer.from_pretrained(where, **hub)
+            # ignore_mismatched_sizes: a checkpoint fine-tuned for other labels still gives its encoder;
+            # float32: checkpoints shipped in fp16 (ours) are trained in full precision
             model = AutoModelForSequenceClassification.from_pretrained(
-                where, local_files_only=local_only, attn_implementation="sdpa",
-                ignore_mismatched_sizes=True, **labels)
+                where, attn_implementation="sdpa", ignore_mismatched_sizes=True, dtype=torch.float32,
+                **hub, **labels)
         except (OSError, ValueError) as err:
             if source.kind == "hub":
                 raise ModelError(f"model '{source.name}' not found locally nor fetched from the hub "
                                  f"({type(err).__name__}: {err}): set bert.base_model to a local directory "
                                  "(a Hugging Face checkpoint) or to 'scratch'") from None
             raise ModelError(f"cannot load base model '{source.name}' from '{where}': {err}") from None
-        source = ModelSource(source.name, source.kind, source.path or _cached_snapshot(source.name))
+        if source.kind == "hub":  # now downloaded: record the snapshot (and so the commit) it came from
+            path = _cached_snapshot(source.name, source.revision or "")
+            source = ModelSource(source.name, source.kind, path, source.revision, _snapshot_commit(path))
     if not tokenizer.is_fast:
         raise ModelError(f"base model '{source.name}' has no fast tokenizer (tokenizer.json), which "
                          "chunking long paragraphs needs")
@@ -293,7 +257,23 @@ def macro_f1(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray) ->
                           zero_division=0))
 
 
-# --- Trainer plumbing (shared with pipeline.pretrain) ------------------------------------------------
+# --- Trainer plumbing --------------------------------------------------------------------------------
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 matmuls natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated
+    and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_inference_mode(setting: str) -> str:
+    """fp32 | bf16 | int8: `auto` resolved for this CPU."""
+    if setting != "auto":
+        return setting
+    return "bf16" if cpu_has_bf16() else "fp32"
+
 
 def resolve_precision(precision: str) -> str:
     if precision != "auto":
@@ -318,7 +298,8 @@ def trainer_arguments(s: TrainLoopSettings, precision: str, has_eval: bool, best
 
     keep_best = has_eval and best_metric is not None
     return TrainingArguments(
-        output_dir=s.checkpoint_dir, num_train_epochs=s.epochs, learning_rate=s.learning_rate,
+        output_dir=s.checkpoint_dir, num_train_epochs=s.epochs, max_steps=getattr(s, "max_steps", 0) or -1,
+        learning_rate=s.learning_rate,
         per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.eval_batch_size,
         gradient_accumulation_steps=s.grad_accum, warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay,
         seed=s.seed, bf16=precision == "bf16", fp16=precision == "fp16",
@@ -331,6 +312,27 @@ def trainer_arguments(s: TrainLoopSettings, precision: str, has_eval: bool, best
         ddp_find_unused_parameters=False,  # every parameter gets a gradient; the search costs time
         **overrides,
     )
+
+
+class BudgetCallback(TrainerCallback):
+    """Ends training at `max_minutes`, and at the step budget (Trainer's own max_steps), with one more
+    dev evaluation and checkpoint, so the best weights kept include the last ones (per-epoch
+    evaluation alone would miss the steps since the last full epoch)."""
+
+    def __init__(self, max_minutes: float, has_eval: bool):
+        self.seconds, self.has_eval, self.started = max_minutes * 60, has_eval, 0.0
+        self.stopped_by = "epochs"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        out_of_time = self.seconds and time.monotonic() - self.started >= self.seconds
+        if out_of_time or 0 < args.max_steps <= state.global_step:
+            self.stopped_by = "max_minutes" if out_of_time else "max_steps"
+            control.should_training_stop = True
+            control.should_evaluate = control.should_save = self.has_eval
+        return control
 
 
 class WeightedBCETrainer(Trainer):
@@ -382,6 +384,7 @@ def remove_checkpoints(trainer: Trainer) -> None:
 
 class BertClassifier(ThemeClassifier):
     method = "bert"
+    weight_files = ("config.json", "model.safetensors", "tokenizer.json")
 
     def __init__(self, codebook: Codebook, params: dict | None = None):
         super().__init__(codebook, params)
@@ -392,13 +395,15 @@ class BertClassifier(ThemeClassifier):
     def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None) -> "BertClassifier":
         s = self.settings
         precision = resolve_precision(s.precision)
+        _set_cpu_threads(s.cpu_threads)
         seed_everything(s.seed)  # before the model is built: the fresh weights are seeded too
         self.model, self.tokenizer, base_info = build_model(s, list(texts), self.themes)
         train = self._labelled_chunks(texts, targets, weights)
         has_dev = bool(dev_texts)
         args = trainer_arguments(s, precision, has_dev, best_metric="macro_f1" if has_dev else None,
                                  remove_unused_columns=False)  # keep each chunk's "weight" for the loss
-        callbacks = live_callbacks(s.live_dir, args)
+        budget = BudgetCallback(s.max_minutes, has_dev)
+        callbacks = [budget, *live_callbacks(s.live_dir, args)]
         if has_dev and s.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.early_stopping_patience))
 
@@ -423,7 +428,7 @@ class BertClassifier(ThemeClassifier):
             "train_texts": len(texts), "train_chunks": len(train), "dev_texts": len(dev_texts or []),
             "precision": precision, "device": str(args.device), "world_size": args.world_size,
             "epochs_run": round(trainer.state.epoch or 0, 2), "steps": trainer.state.global_step,
-            "best_dev_macro_f1": trainer.state.best_metric})
+            "stopped_by": budget.stopped_by, "best_dev_macro_f1": trainer.state.best_metric})
         # timings go to the log, not model.json: the same data and seed must give the same directory
         log.info("bert: trained %d steps in %.1fs (%.1f chunks/s) on %s", trainer.state.global_step,
                  result.metrics["train_runtime"], result.metrics["train_samples_per_second"], args.device)
@@ -447,31 +452,40 @@ class BertClassifier(ThemeClassifier):
     def _score(self, texts: list[str], progress: bool) -> np.ndarray:
         if self.model is None:
             raise ModelError("the BERT classifier has no weights: fit() or load_model() it first")
-        scores = np.zeros((len(texts), len(self.themes)), dtype=np.float32)
         if not texts:
-            return scores
-        chunks, mapping = encode_chunks(self.tokenizer, texts, self.settings.max_length, self.settings.stride)
+            return np.zeros((0, len(self.themes)), dtype=np.float32)
+        s = self.settings
+        enc = self.tokenizer(texts, truncation=True, max_length=s.max_length, stride=s.stride,
+                             return_overflowing_tokens=True, return_attention_mask=False,
+                             return_token_type_ids=False)
+        chunks, mapping = enc["input_ids"], np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        precision = resolve_precision(self.settings.precision)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-                    if device.type == "cuda" and precision != "fp32" else contextlib.nullcontext())
-        collate = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=PAD_MULTIPLE)
+        precision = resolve_precision(s.precision)
+        if device.type == "cuda":
+            autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+                        if precision != "fp32" else contextlib.nullcontext())
+        else:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16,
+                                      enabled=cpu_inference_mode(s.cpu_inference) == "bf16")
         model = self.model.to(device).eval()
+        positions = model.config.max_position_embeddings
+        chunk_logits = np.empty((len(chunks), len(self.themes)), dtype=np.float32)
         started = time.perf_counter()
         with (torch.inference_mode(),
-              tqdm(total=len(texts), unit="para", desc="bert", disable=None if progress else True) as bar):
-            for text_ids, chunk_ids in _length_sorted_batches(chunks, mapping, self.settings.eval_batch_size):
-                batch = {k: v.to(device) for k, v in collate([chunks[i] for i in chunk_ids]).items()}
+              tqdm(total=len(chunks), unit="chunk", desc="bert", disable=None if progress else True) as bar):
+            for batch in length_sorted_batches(lengths, s.eval_batch_size):
+                input_ids, attention_mask = pad_batch([chunks[i] for i in batch], int(lengths[batch[0]]),
+                                                      self.tokenizer.pad_token_id, positions)
                 with autocast:
-                    logits = model(**batch).logits.float().cpu().numpy()
-                local = np.searchsorted(text_ids, mapping[chunk_ids])  # text_ids is sorted
-                scores[text_ids] = sigmoid(pool_max(logits, local, len(text_ids)))
-                bar.update(len(text_ids))
+                    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+                chunk_logits[batch] = logits.float().cpu().numpy()
+                bar.update(len(batch))
         if progress:
             elapsed = time.perf_counter() - started
             log.info("bert: scored %d paragraphs (%d chunks) in %.1f s, %.0f paragraphs/s on %s",
                      len(texts), len(chunks), elapsed, len(texts) / max(elapsed, 1e-9), device)
-        return scores
+        return sigmoid(pool_max(chunk_logits, mapping, len(texts)))
 
     def save_weights(self, directory: Path) -> None:
         self.model.save_pretrained(directory)  # safetensors
@@ -479,38 +493,63 @@ class BertClassifier(ThemeClassifier):
 
     def load_weights(self, directory: Path) -> None:
         directory = Path(directory)
+        config_file, weights_file = directory / "config.json", directory / "model.safetensors"
         try:
             config = AutoConfig.from_pretrained(directory, local_files_only=True)
-        except OSError:
-            raise ModelError(f"'{directory}' has no BERT weights (config.json): retrain it with "
-                             "`dvc repro train_bert`") from None
+        except (OSError, ValueError) as err:
+            raise ModelError(f"'{config_file}' is missing or unreadable ({_first_line(err)}): retrain it with "
+                             "`dvc repro -s train_bert`") from None
         labels = [config.id2label[i] for i in range(config.num_labels)]
         if labels != self.themes:
             raise ModelError(f"BERT weights in '{directory}' predict {labels} (config.json id2label), but "
                              f"the codebook has {self.themes}: retrain it with `dvc repro train_bert`")
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            directory, local_files_only=True, attn_implementation="sdpa")
+        from safetensors import SafetensorError
+
+        try:
+            model, report = AutoModelForSequenceClassification.from_pretrained(
+                directory, config=config, local_files_only=True, attn_implementation="sdpa",
+                dtype=torch.float32, output_loading_info=True)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+            raise ModelError(f"'{weights_file}' cannot be loaded ({_first_line(err)}): the file is damaged or "
+                             "does not match config.json; retrain it with `dvc repro -s train_bert`") from None
+        wrong = report.get("missing_keys") or report.get("mismatched_keys")
+        if wrong:
+            raise ModelError(f"'{weights_file}' does not match '{config_file}' ({len(wrong)} weights missing or "
+                             f"of another shape, e.g. {sorted(map(str, wrong))[0]}): retrain it with "
+                             "`dvc repro -s train_bert`")
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        _set_cpu_threads(self.settings.cpu_threads)
+        if self.settings.cpu_inference == "int8" and not torch.cuda.is_available():
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.eval()
 
 
-def _length_sorted_batches(chunks: list[dict], mapping: np.ndarray,
-                           max_chunks: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(text ids in ascending order, their chunk ids) per batch: whole texts, longest first, so a batch
-    pads little and all of a text's chunks meet in one batch for pooling."""
-    n_texts = int(mapping[-1]) + 1
-    first = np.searchsorted(mapping, np.arange(n_texts + 1))  # text t has chunks first[t]:first[t + 1]
-    counts = np.diff(first)
-    longest = np.array([len(chunks[i]["input_ids"]) for i in first[:-1]])  # a text's first chunk is its longest
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
-    def emit(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        text_ids = np.sort(np.array(batch))
-        return text_ids, np.concatenate([np.arange(first[t], first[t + 1]) for t in text_ids])
 
-    batch, size = [], 0
-    for t in np.argsort(-longest, kind="stable"):
-        if batch and size + counts[t] > max_chunks:
-            yield emit(batch)
-            batch, size = [], 0
-        batch.append(int(t))
-        size += counts[t]
-    yield emit(batch)
+def _set_cpu_threads(threads: int) -> None:
+    if threads and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+
+
+def length_sorted_batches(lengths: np.ndarray, max_chunks: int) -> Iterator[np.ndarray]:
+    """Chunk indices, longest first, `max_chunks` at a time: each batch pads little, and no batch holds
+    more than `max_chunks` chunks however many one text has (a 1 MB paragraph is thousands)."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), max_chunks):
+        yield order[start:start + max_chunks]
+
+
+def pad_batch(sequences: list[list[int]], longest: int, pad_id: int,
+              positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), padded to the batch's longest sequence rounded up to PAD_MULTIPLE,
+    but never past the model's `positions`."""
+    width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, max(longest, positions))
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, :len(sequence)] = sequence
+        attention_mask[row, :len(sequence)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)

@@ -2,26 +2,27 @@
 
 Streaming: each document is checked against those kept before it, so the first of a cluster (in the
 stable input order) is kept and the others point at it.
+
+datasketch is imported when the first near-duplicate sketch is checked, not with this module: its
+package imports scipy (half a second), which commands that never look for near duplicates (classify,
+refresh, a headline archive with `dedup: same_date`) should not pay.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from pipeline.config import DedupSettings
 
-_NOT_CONTENT = re.compile(r"\s+")
 _MAX_HASH = np.uint64((1 << 32) - 1)
 
 
 def content_hash(text: str) -> str:
     """Hash of the text with all whitespace removed: equal for copies that differ only in layout."""
-    return hashlib.sha1(_NOT_CONTENT.sub("", text).encode("utf-8")).hexdigest()
+    return hashlib.sha1("".join(text.split()).encode("utf-8")).hexdigest()
 
 
 def shingle_hashes(text: str, k: int) -> np.ndarray:
@@ -36,23 +37,30 @@ def shingle_hashes(text: str, k: int) -> np.ndarray:
     return h
 
 
-def minhash(text: str, settings: DedupSettings, chunk: int = 50_000) -> MinHash:
-    """A datasketch MinHash of a sample of the text's shingles.
+@dataclass
+class Sketch:
+    """A document's MinHash signature (the least permuted hash per permutation), as plain numbers so
+    that ingest's per-file cache stores it as JSON."""
+
+    hashvalues: list[int]
+
+
+def minhash(text: str, settings: DedupSettings, chunk: int = 50_000) -> Sketch:
+    """The MinHash signature of a sample of the text's shingles.
 
     Speed matters here (it runs on every document): shingles are sampled by hash value (every
     `sample_mod`-th residue — the same shingles in every document, so Jaccard estimates stay unbiased)
     and permuted by multiply-shift hashing on uint64 instead of a modulo."""
-    sketch = MinHash(num_perm=settings.num_perm, seed=1)
     a, b = _multipliers(settings.num_perm)
     hashes = shingle_hashes(text, settings.shingle_chars)
     sampled = hashes[hashes % np.uint64(settings.sample_mod) == 0]
     hashes = sampled if len(sampled) >= 16 else hashes  # very short texts keep every shingle
+    signature = np.full(settings.num_perm, _MAX_HASH, dtype=np.uint64)
     for start in range(0, len(hashes), chunk):
-        hv = hashes[start:start + chunk]
         with np.errstate(over="ignore"):
-            phv = (np.outer(hv, a) + b) >> np.uint64(32)
-        sketch.hashvalues = np.minimum(phv.min(axis=0), sketch.hashvalues).astype(sketch.hashvalues.dtype)
-    return sketch
+            permuted = (np.outer(hashes[start:start + chunk], a) + b) >> np.uint64(32)
+        np.minimum(signature, permuted.min(axis=0), out=signature)
+    return Sketch(signature.tolist())
 
 
 @lru_cache(maxsize=4)
@@ -62,6 +70,19 @@ def _multipliers(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     a = rng.integers(1, 2**63, num_perm, dtype=np.uint64) | np.uint64(1)
     b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
     return a, b
+
+
+class _Signature:
+    """What MinHashLSH reads of a sketch: its hash values (a numpy array, cut into bands) and their
+    number. It has no datasketch `scheme`, as its permutations are ours, so the index checks none."""
+
+    __slots__ = ("hashvalues",)
+
+    def __init__(self, hashvalues: np.ndarray):
+        self.hashvalues = hashvalues
+
+    def __len__(self) -> int:
+        return len(self.hashvalues)
 
 
 @dataclass
@@ -75,20 +96,30 @@ class Deduplicator:
     def __init__(self, settings: DedupSettings):
         self.settings = settings
         self.exact: dict[str, str] = {}
-        self.lsh = MinHashLSH(threshold=settings.near_threshold, num_perm=settings.num_perm)
-        self.sketches: dict[str, MinHash] = {}
+        self.lsh = None  # datasketch's MinHashLSH, made for the first sketch
+        self.signatures: dict[str, np.ndarray] = {}
 
-    def check(self, doc_id: str, text_hash: str, sketch: MinHash) -> Duplicate | None:
-        """None if the document is new (it is then remembered), else the duplicate it is of."""
+    def check(self, doc_id: str, text_hash: str, sketch: Sketch | None) -> Duplicate | None:
+        """None if the document is new (it is then remembered), else the duplicate it is of; without a
+        sketch only exact duplicates are looked for (and the document is not kept for near ones)."""
         if text_hash in self.exact:
             return Duplicate("exact", self.exact[text_hash], 1.0)
-        candidates = self.lsh.query(sketch)
-        if candidates:
-            best = max(sorted(candidates), key=lambda c: sketch.jaccard(self.sketches[c]))
-            similarity = sketch.jaccard(self.sketches[best])
+        if sketch is None:
+            self.exact[text_hash] = doc_id
+            return None
+        if self.lsh is None:
+            from datasketch import MinHashLSH
+
+            self.lsh = MinHashLSH(threshold=self.settings.near_threshold, num_perm=self.settings.num_perm)
+        signature = np.asarray(sketch.hashvalues, dtype=np.uint64)
+        candidates = self.lsh.query(_Signature(signature))
+        if candidates:  # estimated Jaccard: the share of permutations whose least hash agrees
+            similarity = {c: float(np.mean(signature == self.signatures[c])) for c in candidates}
+            best = max(sorted(candidates), key=similarity.get)  # ties: the first id, in sorted order
+            similarity = similarity[best]
             if similarity >= self.settings.near_threshold:
-                return Duplicate("near", best, round(float(similarity), 3))
+                return Duplicate("near", best, round(similarity, 3))
         self.exact[text_hash] = doc_id
-        self.lsh.insert(doc_id, sketch)
-        self.sketches[doc_id] = sketch
+        self.lsh.insert(doc_id, _Signature(signature))
+        self.signatures[doc_id] = signature
         return None

@@ -32,6 +32,8 @@ class JunkRules:
 
     def __init__(self, rules: list[JunkRule]):
         self.rules = rules
+        self.longest = max((rule.max_chars for rule in rules), default=-1)  # longer lines are never junk
+        self.any_rule = _any_of(rules)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "JunkRules":
@@ -56,6 +58,10 @@ class JunkRules:
         return cls(rules)
 
     def match(self, line: str) -> JunkRule | None:
+        if len(line) > self.longest:  # most lines of a document: no rule to try
+            return None
+        if self.any_rule is not None and not self.any_rule.fullmatch(line):  # most short lines: one regex
+            return None
         for rule in self.rules:
             if rule.matches(line):
                 return rule
@@ -74,3 +80,16 @@ class JunkRules:
             removed.append((rule.id, line))
             site = site or self._site(line)
         return kept, JunkReport(removed, site)
+
+
+def _any_of(rules: list[JunkRule]) -> re.Pattern | None:
+    """One pattern that fullmatches where some rule's does, to skip the rules one by one on the lines
+    no rule matches; None where patterns cannot be joined (a back-reference would change meaning,
+    group names can clash)."""
+    texts = [rule.pattern.pattern for rule in rules]
+    if not texts or any(re.search(r"\\\d|\(\?P=", text) for text in texts):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{text})" for text in texts), re.IGNORECASE)
+    except re.error:
+        return None

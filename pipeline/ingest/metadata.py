@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
+from pipeline.ingest.normalize import printable_path
+from pipeline.ingest.readers import Rejected, decode_bytes
 from pipeline.text import cn_number
 
 _CN_NUM = "〇零○O一二三四五六七八九十"
@@ -86,27 +89,44 @@ def looks_like_title(line: str) -> bool:
 
 
 class SidecarMetadata:
-    """`metadata.csv` files (columns: file, title, date, source, doc_type) found beside raw files."""
+    """`metadata.csv` files (columns: file, title, date, source, doc_type) found beside raw files, in
+    UTF-8 or, as Excel saves them on Chinese Windows, GB18030. A file not UTF-8-named may be listed by
+    the name ingest shows for it."""
 
     FIELDS = ("title", "date", "source", "doc_type")
 
     def __init__(self, file_name: str = "metadata.csv"):
         self.file_name = file_name
-        self._cache: dict[Path, dict[str, dict]] = {}
+        self._cache: dict[Path, tuple[dict[str, dict], str | None]] = {}
 
     def lookup(self, path: Path) -> dict:
-        folder = path.parent
+        entries = self._folder(path.parent)[0]
+        return entries.get(path.name) or entries.get(printable_path(path.name)[0], {})
+
+    def problem(self, path: Path) -> str | None:
+        """Why the sidecar beside `path` could not be used, or None."""
+        return self._folder(path.parent)[1]
+
+    def _folder(self, folder: Path) -> tuple[dict[str, dict], str | None]:
         if folder not in self._cache:
             self._cache[folder] = self._read(folder / self.file_name)
-        return self._cache[folder].get(path.name, {})
+        return self._cache[folder]
 
     @staticmethod
-    def _read(sidecar: Path) -> dict[str, dict]:
+    def _read(sidecar: Path) -> tuple[dict[str, dict], str | None]:
         if not sidecar.is_file():
-            return {}
-        with open(sidecar, encoding="utf-8-sig", newline="") as fh:
-            return {row["file"]: {k: (row.get(k) or "").strip() or None for k in SidecarMetadata.FIELDS}
-                    for row in csv.DictReader(fh) if row.get("file")}
+            return {}, None
+        try:
+            text, _ = decode_bytes(sidecar.read_bytes())
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except (Rejected, OSError, csv.Error) as err:
+            return {}, (f"{sidecar.name} beside it could not be read ({err}), so its title, date and source "
+                        "were not applied")
+        if rows and "file" not in rows[0]:
+            return {}, (f"{sidecar.name} beside it has no 'file' column (its header: {', '.join(map(str, rows[0]))}), "
+                        "so its title, date and source were not applied")
+        return {row["file"]: {k: (row.get(k) or "").strip() or None for k in SidecarMetadata.FIELDS}
+                for row in rows if row.get("file")}, None
 
 
 _BYLINE_FIELD = re.compile(r"(来源|发布时间|发布日期|时间|日期|作者|编辑|责任编辑|发布机构)[：:]\s*")

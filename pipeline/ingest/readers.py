@@ -1,13 +1,16 @@
 """Readers: one function per format, each turning a file into raw documents or a rejection reason.
 
 A reader raises `Rejected(reason)` for a file it cannot use; record files (.jsonl/.csv) yield a
-`Rejected` per bad record and go on with the rest.
+`Rejected` per bad record and go on with the rest. Where a reader keeps a document but cannot be sure
+it read all of it (or read it as written), it yields a `ReadWarning` beside it. Any other exception a
+reader raises on a hostile file is a rejection too: one file never stops a run.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -15,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import charset_normalizer
+from lxml import etree
 
 from pipeline.config import IngestSettings
+from pipeline.ingest.normalize import count_cjk
 
 TEXT_FORMATS = {".txt": "txt", ".md": "txt", ".text": "txt"}
 FORMATS = {**TEXT_FORMATS, ".html": "html", ".htm": "html", ".docx": "docx", ".pdf": "pdf",
            ".jsonl": "records", ".csv": "records"}
+LAYOUT_SUFFIXES = (".xml", ".rss", ".atom", ".json", ".ndjson")  # read only through an ingest.sources layout
 _SENTENCE_END = ("。", "！", "？", "：", "；", "”", "」", "）", "…", "!", "?", ":", ";")
 
 
@@ -36,6 +42,8 @@ class RawDocument:
     record: int = -1  # line/row number inside a record file, -1 for whole files
     encoding: str | None = None
     fields: dict = field(default_factory=dict)  # metadata the source itself carries
+    min_chinese_chars: int | None = None  # an archive layout's own minimum (None: ingest.min_chinese_chars)
+    dedup: str = "near"  # near | exact | same_date (see config.SourceLayout)
 
 
 @dataclass
@@ -44,7 +52,16 @@ class RejectedRecord:
     reason: str
 
 
-def read_source(path: Path, rel: str, settings: IngestSettings) -> Iterator[RawDocument | RejectedRecord]:
+@dataclass
+class ReadWarning:
+    """A document that was kept, but may be incomplete or not exactly as written; `message` says why."""
+
+    path: str
+    message: str
+
+
+def read_source(path: Path, rel: str, settings: IngestSettings
+                ) -> Iterator[RawDocument | RejectedRecord | ReadWarning]:
     """All raw documents of one file; a file-level problem becomes a single RejectedRecord."""
     fmt = FORMATS.get(path.suffix.lower())
     try:
@@ -53,23 +70,33 @@ def read_source(path: Path, rel: str, settings: IngestSettings) -> Iterator[RawD
             raise Rejected("empty file (0 bytes)")
         if size > settings.max_file_mb * 2**20:
             raise Rejected(f"file of {size / 2**20:.1f} MB exceeds ingest.max_file_mb={settings.max_file_mb}")
-        if fmt == "records":
+        from pipeline.ingest.archives import read_layout  # the archive readers import this module
+
+        layout_items = read_layout(path, rel, settings)
+        if layout_items is not None:
+            yield from layout_items
+        elif fmt == "records":
             yield from _read_records(path, rel, settings)
         elif fmt == "txt":
             text, encoding = decode_bytes(path.read_bytes())
             yield RawDocument(rel, "txt", text, encoding=encoding)
         elif fmt == "html":
-            yield _read_html(path, rel)
+            yield from _read_html(path, rel)
         elif fmt == "docx":
-            yield _read_docx(path, rel, settings)
+            yield from _read_docx(path, rel, settings)
         elif fmt == "pdf":
             yield _read_pdf(path, rel)
         else:
-            raise Rejected(f"unsupported file type '{path.suffix}'")
+            layout_hint = (" (a feed or JSON dump? describe its layout under ingest.sources in params.yaml)"
+                           if path.suffix.lower() in LAYOUT_SUFFIXES else "")
+            raise Rejected(f"unsupported file type '{path.suffix}'{layout_hint}")
     except Rejected as err:
         yield RejectedRecord(rel, str(err))
     except (OSError, MemoryError) as err:
         yield RejectedRecord(rel, f"unreadable: {type(err).__name__}: {err}")
+    except Exception as err:  # a parser's bug on a hostile file; documents read before it are kept
+        yield RejectedRecord(rel, f"the {fmt or path.suffix} reader failed on this file ({type(err).__name__}: "
+                                  f"{err}); what it read before failing was kept")
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
@@ -105,14 +132,17 @@ def _field(record: dict, names: list[str]):
     return None
 
 
-def _read_records(path: Path, rel: str, settings: IngestSettings) -> Iterator[RawDocument | RejectedRecord]:
+def _read_records(path: Path, rel: str, settings: IngestSettings
+                  ) -> Iterator[RawDocument | RejectedRecord | ReadWarning]:
     names = settings.records
     if path.suffix.lower() == ".jsonl":
-        rows = _jsonl_rows(path)
+        rows = ((number, record, None) for number, record in _jsonl_rows(path))
     else:
         rows = _csv_rows(path)
-    for number, record in rows:
+    for number, record, warning in rows:
         where = f"{rel}#{number}"
+        if warning:
+            yield ReadWarning(where, warning)
         if isinstance(record, str):  # a parse error message
             yield RejectedRecord(where, record)
             continue
@@ -122,52 +152,152 @@ def _read_records(path: Path, rel: str, settings: IngestSettings) -> Iterator[Ra
                                         "set ingest.records.text in params.yaml)")
             continue
         fields = {key: _field(record, getattr(names, key))
-                  for key in ("title", "date", "year", "source", "doc_type", "id")}
+                  for key in ("title", "date", "year", "source", "doc_type", "url")}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        taken = {name for key in ("text", *fields) for name in getattr(names, key)}
+        extra = {key: value for key, value in sorted(record.items())  # congress, id …: carried, not dropped
+                 if key not in taken and value not in (None, "", [], {})}
         yield RawDocument(where, "records", text, record=number, encoding="utf-8",
-                          fields={k: v for k, v in fields.items() if v is not None})
+                          fields={**fields, "extra": extra} if extra else fields)
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line number, record, or why the line is no record); NaN and Infinity, which are not JSON but
+    which Python and pandas write for a missing value, are read as missing (null)."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw.decode("utf-8-sig"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                yield number, f"malformed JSON line ({type(err).__name__})"
+                record = json.loads(raw.decode("utf-8-sig"), parse_constant=lambda _: None)
+            except UnicodeDecodeError as err:
+                yield number, f"line is not valid UTF-8 (undecodable byte at column {err.start + 1})"
+                continue
+            except json.JSONDecodeError as err:
+                yield number, f"malformed JSON line ({err.msg} at column {err.colno})"
                 continue
             yield number, record if isinstance(record, dict) else "JSON line is not an object"
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict | str, str | None]]:
+    """(line, record, warning) for each CSV record, `line` being where it starts and `record` a dict or
+    why the line cannot be read. A quote that opens a field and never closes cleanly would swallow every
+    row after it into that field (the strict parser notices it where the field ends): the line holding
+    it is then read on its own, and reading resumes on the line after it."""
     text, _ = decode_bytes(path.read_bytes())
     csv.field_size_limit(2**31 - 1)
-    try:
-        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2):
-            yield number, row
-    except csv.Error as err:
-        raise Rejected(f"malformed CSV: {err}") from None
+    lines = io.StringIO(text, newline="").readlines()  # split where the csv module splits: \n, \r\n, \r
+    header: list[str] | None = None
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(map(lines.__getitem__, range(start, len(lines))), strict=True)
+        consumed = 0  # lines of `reader` before the record being read
+        try:
+            for row in reader:
+                first_line, consumed = start + consumed + 1, reader.line_num
+                if not row:
+                    continue
+                if header is None:
+                    header = row
+                else:
+                    yield first_line, *_csv_record(header, row)
+            return
+        except csv.Error as err:
+            bad = start + consumed
+            if header is None:
+                raise Rejected(f"malformed CSV header (line {bad + 1}: {err})") from None
+            yield bad + 1, *_csv_line_alone(lines[bad], header, str(err))
+            start = bad + 1
 
 
-def _read_html(path: Path, rel: str) -> RawDocument:
+def _csv_record(header: list[str], row: list[str]) -> tuple[dict, str | None]:
+    if len(row) > len(header):
+        return dict(zip(header, row)), (f"{len(row)} fields where the header has {len(header)}: the fields "
+                                        "after the last column were not read (an unquoted comma?)")
+    return dict(zip(header, row)), None
+
+
+def _csv_line_alone(line: str, header: list[str], error: str) -> tuple[dict | str, str | None]:
+    """A line whose quote broke the CSV, read on its own: quotes as CSV means them, else as plain
+    characters, whichever gives as many fields as the header."""
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+        try:
+            row = next(csv.reader([line.rstrip("\r\n")], quoting=quoting), [])
+        except csv.Error:
+            continue
+        if len(row) == len(header):
+            return dict(zip(header, row)), (f"unbalanced quote ({error}): the line was read on its own as one "
+                                            "row, so it did not swallow the rows after it; check its fields")
+    return (f"unbalanced quote ({error}) and its fields cannot be told apart; the rows after it were read: "
+            "fix the quoting of this line"), None
+
+
+def _read_html(path: Path, rel: str) -> Iterator[RawDocument | ReadWarning]:
     import trafilatura
 
     html, encoding = decode_bytes(path.read_bytes())
+    html = _OVERSIZE_ATTRIBUTE.sub(r'\1""', _DATA_URI.sub("data:,", html))
+    tree = _parse_html(html)
+    lost = _html_text_lost(html, tree)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False,
-                                          include_tables=True)
+        doc = trafilatura.bare_extraction(tree, with_metadata=True, include_comments=False,
+                                          include_tables=True) if tree is not None else None
     text = (doc.text if doc is not None else "") or ""
     if not text.strip():
-        raise Rejected("no main text found in HTML (only scripts, navigation or boilerplate)")
+        raise Rejected(lost or "no main text found in HTML (only scripts, navigation or boilerplate)")
+    if lost:
+        yield ReadWarning(rel, lost)
     title = doc.title
     lines = text.split("\n")
     if title and lines and lines[0].strip() == title.strip():
         text = "\n".join(lines[1:])  # the <h1> repeats the title
     fields = {"title": title, "date": doc.date, "source": doc.sitename}
-    return RawDocument(rel, "html", text, encoding=encoding,
-                       fields={k: v for k, v in fields.items() if v})
+    yield RawDocument(rel, "html", text, encoding=encoding, fields={k: v for k, v in fields.items() if v})
+
+
+# Inline images (data:image/png;base64,…) hold no text, yet one of ~10 MB made libxml2 (at its default
+# limits) drop the rest of a page; they are cut before parsing, as are other attribute values this long
+# (serialised app state), which are data too.
+_DATA_URI = re.compile(r"data:[^,\"'\s<>]{0,200},[^\"'\s<>()]{1024,}", re.IGNORECASE)
+_OVERSIZE_ATTRIBUTE = re.compile(r"""(=\s*)(?:"[^"<>]{1000000,}"|'[^'<>]{1000000,}')""")
+# What a browser never shows as text: comments, scripts, styles, the tags themselves.
+_NOT_TEXT = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", re.DOTALL | re.IGNORECASE)
+
+
+def _parse_html(html: str):
+    """The page's tree, or None for a page with no elements. As trafilatura parses it, but without
+    libxml2's default depth and text-size limits, whose silent stop lost every paragraph after a
+    deeply nested layout (the limits guard against memory use, which the reader process bounds).
+    Pages saved one after another in one file (a multi-page article) become one page: libxml2 leaves
+    the later ones beside the root, where no extractor looks."""
+    import lxml.html
+
+    parser = lxml.html.HTMLParser(huge_tree=True, collect_ids=False, default_doctype=False, encoding="utf-8",
+                                  remove_comments=True, remove_pis=True, no_network=True)
+    try:
+        tree = lxml.html.fromstring(html.encode("utf-8"), parser=parser)
+    except etree.ParserError:  # nothing but whitespace or comments
+        return None
+    body = tree.find("body")
+    for later in list(tree.itersiblings()):
+        later_body = later.find("body")
+        (tree if body is None else body).extend([later] if later_body is None else later_body)
+    return tree
+
+
+def _html_text_lost(html: str, tree) -> str | None:
+    """Why the parsed page lacks text its source holds (an unclosed comment, markup that stopped the
+    parser), or None when the tree holds all its Chinese characters."""
+    in_source = count_cjk(_NOT_TEXT.sub(" ", html))
+    in_tree = 0 if tree is None else count_cjk(
+        "".join(tree.xpath(".//text()[not(ancestor::script) and not(ancestor::style)]")))
+    missing = in_source - in_tree
+    if missing <= max(10, in_source // 100):
+        return None
+    return (f"the HTML parser did not reach {missing:,} of the page's {in_source:,} Chinese characters "
+            "(markup that hides the rest of the page, such as an unclosed <!-- comment); the document may "
+            "be incomplete")
 
 
 def _check_zip(path: Path, settings: IngestSettings) -> None:
@@ -181,34 +311,78 @@ def _check_zip(path: Path, settings: IngestSettings) -> None:
     if total > limit:
         raise Rejected(f"docx unpacks to {total / 2**20:.0f} MB (zip bomb?); limit "
                        f"ingest.max_docx_uncompressed_mb={settings.max_docx_uncompressed_mb}")
-    for info in infos:
-        if info.compress_size and info.file_size / info.compress_size > 1000 and info.file_size > 2**20:
-            raise Rejected(f"docx member '{info.filename}' has compression ratio "
-                           f"{info.file_size // info.compress_size}:1 (zip bomb?)")
+    for info in infos:  # only large members: a small styles part may compress very well
+        if info.compress_size and info.file_size > 2**20 and (
+                info.file_size / info.compress_size > settings.max_docx_ratio):
+            raise Rejected(f"docx member '{info.filename}' unpacks {info.file_size // info.compress_size}:1 "
+                           f"({info.file_size / 2**20:.0f} MB from {info.compress_size / 2**10:.0f} KB; zip bomb?); "
+                           f"limit ingest.max_docx_ratio={settings.max_docx_ratio:g}")
 
 
-def _read_docx(path: Path, rel: str, settings: IngestSettings) -> RawDocument:
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_P, _TBL, _TR, _TC = (_W + tag for tag in ("p", "tbl", "tr", "tc"))
+_DOCX_NAMESPACES = {"w": _W[1:-1], "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006"}
+_TITLE_STYLES = {"title", "heading 1"}
+_RUN_CONTENT = etree.XPath(".//w:r[not(ancestor::mc:Fallback)]/*[self::w:t or self::w:tab or self::w:br or self::w:cr]",
+                           namespaces=_DOCX_NAMESPACES)
+
+
+def _read_docx(path: Path, rel: str, settings: IngestSettings) -> Iterator[RawDocument | ReadWarning]:
+    """The body's paragraphs and tables in order, read from the XML itself: python-docx's table API
+    stops on tables Word opens (a vertical merge in the first row, a non-numeric gridSpan), and its
+    block API skips content controls (w:sdt). Each table row is one line, its cells joined by ' | '."""
     import docx
-    from docx.table import Table
 
     _check_zip(path, settings)
     try:
         document = docx.Document(str(path))
     except Exception as err:  # python-docx raises many types for broken packages
         raise Rejected(f"corrupt docx ({type(err).__name__})") from None
+    body = document.element.body
+    if body is None:
+        raise Rejected("corrupt docx (its main part has no w:body)")
+    style_names = {style.get(_W + "styleId"): (name.get(_W + "val") or "").lower()
+                   for style in document.styles.element.iter(_W + "style")
+                   for name in style.iter(_W + "name")}
     lines, title = [], document.core_properties.title or None
-    for block in document.iter_inner_content():
-        if isinstance(block, Table):
-            for row in block.rows:
-                cells = [c.text.strip() for c in row.cells]
-                lines.append(" | ".join(dict.fromkeys(c for c in cells if c)))  # merged cells repeat
-        else:
-            if title is None and block.style is not None and block.style.name in ("Title", "Heading 1"):
-                title = block.text.strip() or None
-                continue
-            lines.append(block.text)
+    for block in _outermost(body, {_P, _TBL}):
+        if block.tag == _TBL:
+            for row in _outermost(block, {_TR}):
+                cells = (_cell_text(cell) for cell in _outermost(row, {_TC}))
+                lines.append(" | ".join(cell for cell in cells if cell))
+            continue
+        text = _paragraph_text(block)
+        style = block.find(f"{_W}pPr/{_W}pStyle")
+        if title is None and style is not None and style_names.get(style.get(_W + "val")) in _TITLE_STYLES:
+            title = text.strip() or None
+            continue
+        lines.append(text)
     fields = {"title": title} if title else {}
-    return RawDocument(rel, "docx", "\n".join(lines), encoding=None, fields=fields)
+    yield RawDocument(rel, "docx", "\n".join(lines), encoding=None, fields=fields)
+    embedded = sum(1 for _ in body.iter(_W + "altChunk"))
+    if embedded:
+        yield ReadWarning(rel, f"{embedded} embedded document(s) (w:altChunk, e.g. pasted HTML) were not read: "
+                               "open the file in Word and save it again to make their text part of it")
+
+
+def _outermost(element, tags: set[str]):
+    """The descendants of `element` with one of `tags` that lie in no other such descendant, in order."""
+    for child in element.iterchildren():
+        if child.tag in tags:
+            yield child
+        else:
+            yield from _outermost(child, tags)
+
+
+def _paragraph_text(paragraph) -> str:
+    """Run text, tabs and line breaks, including tracked insertions and text boxes; not deleted text,
+    nor the duplicate (mc:Fallback) copy of a text box."""
+    return "".join(node.text or "" if node.tag == _W + "t" else "\t" if node.tag == _W + "tab" else "\n"
+                   for node in _RUN_CONTENT(paragraph))
+
+
+def _cell_text(cell) -> str:
+    return "\n".join(_paragraph_text(p) for p in _outermost(cell, {_P})).strip()
 
 
 def _read_pdf(path: Path, rel: str) -> RawDocument:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -12,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from datasketch import MinHash
 from tqdm import tqdm
 
 from pipeline import io
@@ -20,10 +22,12 @@ from pipeline.cache import ResultCache, cached_map, code_version, file_digest, f
 from pipeline.config import IngestSettings
 from pipeline.engines import Engine
 from pipeline.ingest import metadata
-from pipeline.ingest.dedup import Deduplicator, content_hash, minhash
+from pipeline.ingest.dedup import Deduplicator, Sketch, content_hash, minhash
 from pipeline.ingest.junk import JunkRules
-from pipeline.ingest.normalize import count_cjk, normalize_text, to_simplified
-from pipeline.ingest.readers import RawDocument, RejectedRecord, join_wrapped_lines, read_source
+from pipeline.ingest.guard import read_guarded
+from pipeline.ingest.normalize import (count_cjk, has_surrogates, normalize_text, printable_path, to_simplified,
+                                       without_surrogates)
+from pipeline.ingest.readers import RawDocument, ReadWarning, RejectedRecord, join_wrapped_lines
 
 log = logging.getLogger("pipeline.ingest")
 
@@ -39,31 +43,95 @@ DOCUMENT_SCHEMA = pa.schema([
     ("source", pa.string()), ("source_rule", pa.string()), ("doc_type", pa.string()),
     ("doc_type_rule", pa.string()), ("text", pa.string()), ("n_chars", pa.int64()),
     ("junk_lines", pa.int64()), ("simplified", pa.bool_()), ("content_hash", pa.string()),
+    ("url", pa.string()), ("extra", pa.string()),  # extra: JSON object of an archive layout's other fields
 ])
 
 
 @dataclass
 class Prepared:
     """A document ready for dedup (with its MinHash sketch, computed where the file is read so that it
-    is cached and parallel), or a rejection; `junk` counts removed lines per rule."""
+    is cached and parallel), a rejection, or a warning about a kept document; `junk` counts removed
+    lines per rule."""
 
     document: dict | None = None
     rejected: RejectedRecord | None = None
+    warning: ReadWarning | None = None
     junk: Counter | None = None
-    sketch: MinHash | None = None
+    sketch: Sketch | None = None
+
+
+@dataclass
+class Sources:
+    """The files to read, each with the path shown to users, and what was found but cannot be read."""
+
+    files: list[tuple[Path, str]]
+    unusable: list[RejectedRecord]
+
+
+def find_sources(paths: Iterable[str | Path], metadata_csv: str = "metadata.csv") -> Sources:
+    """Files under the given files/directories in a stable order, each with the path shown to users
+    (printable where a name is not UTF-8); READMEs, sidecar metadata files and hidden files are not
+    documents. Nothing is skipped in silence: dangling links, unreadable folders, pipes and devices are
+    listed with the reason, and so are links leading out of a folder given, which are never followed
+    (a link in data/raw must not make ingest read files elsewhere)."""
+    skipped = DOCUMENTATION_NAMES | {metadata_csv.lower()}
+    found = Sources([], [])
+
+    def unreadable_folder(err: OSError) -> None:
+        found.unusable.append(RejectedRecord(printable_path(err.filename)[0], f"unreadable folder "
+                                             f"({type(err).__name__}: {err.strerror}): its files were not read; "
+                                             "check its permissions"))
+
+    for root in map(Path, paths):
+        if not root.is_dir():  # a file named by the user is read as named
+            found.files.append((root.absolute(), printable_path(root)[0]))  # absolute: Ray workers' cwd differs
+            continue
+        inside, files = root.resolve(), []
+        for folder, folders, names in os.walk(root, onerror=unreadable_folder):  # links are not descended
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            for name in folders:
+                problem = _link_out(Path(folder, name), inside)
+                if problem:
+                    found.unusable.append(RejectedRecord(printable_path(Path(folder, name))[0], problem))
+            for name in names:
+                if name.startswith(".") or name.lower() in skipped:
+                    continue
+                path = Path(folder, name)
+                problem = _link_out(path, inside) or _not_a_file(path)
+                if problem:
+                    found.unusable.append(RejectedRecord(printable_path(path)[0], problem))
+                else:
+                    files.append(path)
+        found.files.extend((path.absolute(), printable_path(path)[0]) for path in sorted(files))
+    return found
 
 
 def list_sources(paths: Iterable[str | Path], metadata_csv: str = "metadata.csv") -> list[tuple[Path, str]]:
-    """Files under the given files/directories in a stable order, each with the path shown to users;
-    READMEs, sidecar metadata files and hidden files are not documents."""
-    skipped = DOCUMENTATION_NAMES | {metadata_csv.lower()}
-    found = []
-    for root in map(Path, paths):
-        files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file()
-            and p.name.lower() not in skipped and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        found.extend((path.absolute(), str(path)) for path in files)  # absolute: Ray workers' cwd differs
-    return found
+    """The readable files of `find_sources`."""
+    return find_sources(paths, metadata_csv).files
+
+
+def _link_out(path: Path, inside: Path) -> str | None:
+    """Why the symbolic link `path` is not followed (it dangles, loops or leads out of `inside`), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links
+        return (f"dangling symbolic link (to {printable_path(os.readlink(path))[0]}; {type(err).__name__}): "
+                "nothing to read")
+    if not target.is_relative_to(inside):
+        return (f"symbolic link to {printable_path(target)[0]}, outside {printable_path(inside)[0]}: not followed, "
+                "so that no link makes ingest read files elsewhere; copy the file in to ingest it")
+    return None
+
+
+def _not_a_file(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return f"unreadable ({type(err).__name__}: {err.strerror})"
+    return None if stat.S_ISREG(mode) else "not a regular file (a named pipe, socket or device): not read"
 
 
 class DocumentBuilder:
@@ -87,17 +155,27 @@ class DocumentBuilder:
         try:
             content = file_digest(path)
         except OSError as err:  # prepare_file rejects it; the rejection is cached like any result
-            content = f"unreadable: {err}"
-        return fingerprint(self.version, content, rel, self.sidecar.lookup(path))
+            content = f"unreadable: {type(err).__name__}"
+        return fingerprint(self.version, content, rel, self.sidecar.lookup(path), self.sidecar.problem(path))
 
     def prepare_file(self, source: tuple[Path, str]) -> list[Prepared]:
+        """The file's documents, rejections and warnings, read in the reader process (guard.py)."""
         path, rel = source
-        out = []
-        for item in read_source(path, rel, self.settings):
+        notes = [printable_path(path)[1], self.sidecar.problem(path)]
+        out = [Prepared(warning=ReadWarning(rel, note)) for note in notes if note]
+        for item in read_guarded(path, rel, self.settings):
             if isinstance(item, RejectedRecord):
                 out.append(Prepared(rejected=item))
+            elif isinstance(item, ReadWarning):
+                out.append(Prepared(warning=item))
             else:
-                out.append(self.prepare(item, path))
+                try:
+                    out.append(self.prepare(item, path))
+                except Exception as err:  # a bug of ours on a hostile document must not stop the run
+                    out.append(self._reject(item, f"could not be prepared ({type(err).__name__}: {err}); "
+                                                  "please report this as a bug"))
+        if not any(item.document or item.rejected for item in out):  # e.g. a CSV with a header only
+            out.append(Prepared(rejected=RejectedRecord(rel, "no document and no record in the file")))
         return out
 
     def prepare(self, raw: RawDocument, path: Path) -> Prepared:
@@ -105,8 +183,8 @@ class DocumentBuilder:
         text, simplified = to_simplified(text, self.settings.to_simplified)
         lines, junk = self.junk.clean(text.split("\n"))
         sidecar = self.sidecar.lookup(path) if raw.record < 0 else {}
-        title, title_rule = self._title(raw, sidecar, lines, path)
-        if lines and title and lines[0] == title:
+        title, title_rule = self._title(raw, sidecar, lines)
+        if len(lines) > 1 and title and lines[0] == title:  # a one-line document (a headline) is its title
             lines = lines[1:]
         byline = metadata.parse_byline(lines[0]) if lines else None
         if byline is not None:  # 来源/发布时间 of a web page: metadata, not a paragraph
@@ -120,27 +198,33 @@ class DocumentBuilder:
                                      f"document (limit {MAX_LINE_CHARS:,})")
         body = "\n".join(lines)
         cjk = count_cjk(body)
-        if cjk < self.settings.min_chinese_chars:
-            return self._reject(raw, f"no usable Chinese text ({cjk} Chinese characters; "
-                                     f"ingest.min_chinese_chars={self.settings.min_chinese_chars})")
-        date, date_rule = self._date(raw, sidecar, byline, path, body)
+        minimum = self.settings.min_chinese_chars if raw.min_chinese_chars is None else raw.min_chinese_chars
+        if cjk < minimum:
+            setting = "ingest.min_chinese_chars" if raw.min_chinese_chars is None else "its layout's min_chinese_chars"
+            return self._reject(raw, f"no usable Chinese text ({cjk} Chinese characters; {setting}={minimum})")
+        date, date_rule = self._date(raw, sidecar, byline, body)
         source, source_rule = self._first(
             (raw.fields.get("source"), "field"), (sidecar.get("source"), "metadata.csv"),
-            (byline.get("source"), "byline"), (junk.site, "junk_site"), (Path(raw.path.split("#")[0]).parent.name or None, "folder"))
+            (byline.get("source"), "byline"), (junk.site, "junk_site"),
+            (lambda: Path(raw.path.split("#")[0]).parent.name or None, "folder"))
         doc_type, doc_type_rule = self._first(
             (raw.fields.get("doc_type"), "field"), (sidecar.get("doc_type"), "metadata.csv"),
             (metadata.doc_type_from_title(title), "title_keyword"))
-        chash = content_hash(body)
+        chash = content_hash(f"{date}\n{body}" if raw.dedup == "same_date" else body)
         document = {
             "doc_id": "d" + chash[:12], "path": raw.path, "record": raw.record, "format": raw.format,
             "encoding": raw.encoding, "title": title, "title_rule": title_rule, "date": date,
             "date_rule": date_rule, "year": int(date[:4]) if date else None, "source": source,
             "source_rule": source_rule, "doc_type": doc_type, "doc_type_rule": doc_type_rule,
             "text": body, "n_chars": len(body), "junk_lines": len(junk.removed),
-            "simplified": simplified, "content_hash": chash,
+            "simplified": simplified, "content_hash": chash, "url": raw.fields.get("url"),
+            "extra": json.dumps(raw.fields["extra"], ensure_ascii=False) if raw.fields.get("extra") else None,
         }
+        if has_surrogates("".join(value for value in document.values() if isinstance(value, str))):
+            document = {key: without_surrogates(value) if isinstance(value, str) else value  # a JSON "\\ud800"
+                        for key, value in document.items()}
         return Prepared(document=document, junk=Counter(rule for rule, _ in junk.removed),
-                        sketch=minhash(body, self.settings.dedup))
+                        sketch=minhash(body, self.settings.dedup) if raw.dedup == "near" else None)
 
     @staticmethod
     def _reject(raw: RawDocument, reason: str) -> Prepared:
@@ -148,26 +232,30 @@ class DocumentBuilder:
 
     @staticmethod
     def _first(*candidates):
+        """The first non-empty (value, rule); a value given as a function is computed only when every
+        candidate before it is empty (most documents have their date and source in a field)."""
         for value, rule in candidates:
+            if callable(value):
+                value = value()
             if value not in (None, ""):
                 return str(value).strip(), rule
         return None, None
 
-    def _title(self, raw, sidecar, lines, path):
+    def _title(self, raw, sidecar, lines):
         first = lines[0] if lines else ""
         return self._first(
             (raw.fields.get("title"), "field"), (sidecar.get("title"), "metadata.csv"),
             (first if raw.format != "records" and metadata.looks_like_title(first) else None, "first_line"),
-            (path.stem if raw.record < 0 else None, "file_name"))
+            (lambda: Path(raw.path).stem if raw.record < 0 else None, "file_name"))
 
-    def _date(self, raw, sidecar, byline, path, body):
+    def _date(self, raw, sidecar, byline, body):
         candidates = [
             (metadata.parse_date_value(raw.fields.get("date")), "field"),
-            (metadata.parse_date_value(raw.fields.get("year")), "field"),
-            (metadata.parse_date_value(sidecar.get("date")), "metadata.csv"),
+            (lambda: metadata.parse_date_value(raw.fields.get("year")), "field"),
+            (lambda: metadata.parse_date_value(sidecar.get("date")), "metadata.csv"),
             (byline.get("date"), "byline"),
-            (metadata.date_from_filename(path.name) if raw.record < 0 else None, "file_name"),
-            (metadata.date_from_text(body), "text"),
+            (lambda: metadata.date_from_filename(Path(raw.path).name) if raw.record < 0 else None, "file_name"),
+            (lambda: metadata.date_from_text(body), "text"),
         ]
         return self._first(*candidates)
 
@@ -182,29 +270,38 @@ def prepare_all(sources: list[tuple[Path, str]], builder: DocumentBuilder, engin
 @dataclass
 class IngestResult:
     documents: int
-    rejected: list[dict]
+    rejected: list[dict]  # {"path", "reason"}: files and records not used
     duplicates: list[dict]
     report: dict  # written as the stage's metric, so it holds counts only (no timings)
     seconds: float
+    warnings: list[dict] = dataclasses.field(default_factory=list)  # {"path", "reason"}: kept, with a caveat
 
 
 def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engine: Engine | None = None,
-           cache: ResultCache | None = None) -> IngestResult:
-    """Stream documents of `sources` into `sink(document)`; duplicates and rejections are collected.
-    Files are prepared on `engine` (default: `settings.workers` local processes), reusing `cache`."""
+           cache: ResultCache | None = None, unusable: Iterable[RejectedRecord] = ()) -> IngestResult:
+    """Stream documents of `sources` into `sink(document)`; duplicates, rejections (with `unusable`,
+    what `find_sources` could not read) and warnings are collected. Files are prepared on `engine`
+    (default: `settings.workers` local processes), reusing `cache`."""
     builder = DocumentBuilder(settings)
     dedup = Deduplicator(settings.dedup)
-    rejected, duplicates = [], []
+    rejected, warnings, duplicates = [], [], []
     formats, junk, kept, simplified = Counter(), Counter(), 0, 0
     started = time.perf_counter()
     progress = tqdm(total=len(sources), desc="ingest", unit="file", disable=None)
     last_path = None
     engine = engine or Engine(processes=settings.workers)
+    for problem in unusable:
+        log.warning("ingest: rejected %s: %s", problem.path, problem.reason)
+        rejected.append(_problem_row(problem.path, problem.reason))
     for item in prepare_all(sources, builder, engine, cache):
         if item.rejected:
             log.warning("ingest: rejected %s: %s", item.rejected.path, item.rejected.reason)
-            rejected.append({"path": item.rejected.path, "reason": item.rejected.reason})
+            rejected.append(_problem_row(item.rejected.path, item.rejected.reason))
             file_path = item.rejected.path.split("#")[0]
+        elif item.warning:
+            log.warning("ingest: warning %s: %s", item.warning.path, item.warning.message)
+            warnings.append(_problem_row(item.warning.path, item.warning.message))
+            file_path = item.warning.path.split("#")[0]
         else:
             doc = item.document
             file_path = doc["path"].split("#")[0]
@@ -225,32 +322,45 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
     progress.close()
     report = {
         "files": len(sources), "documents_read": sum(formats.values()), "documents_kept": kept,
-        "by_format": dict(sorted(formats.items())), "rejected": len(rejected),
+        "by_format": dict(sorted(formats.items())), "rejected": len(rejected), "warnings": len(warnings),
         "duplicates_exact": sum(d["kind"] == "exact" for d in duplicates),
         "duplicates_near": sum(d["kind"] == "near" for d in duplicates),
         "junk_lines_removed": sum(junk.values()), "junk_lines_by_rule": dict(sorted(junk.items())),
         "converted_to_simplified": simplified,
     }
-    return IngestResult(kept, rejected, duplicates, report, time.perf_counter() - started)
+    return IngestResult(kept, rejected, duplicates, report, time.perf_counter() - started, warnings)
+
+
+def _problem_row(path: str, reason: str) -> dict:
+    """A rejected.csv row; an exception's message may quote a name's undecodable bytes."""
+    return {"path": without_surrogates(path), "reason": without_surrogates(reason)}
+
+
+def problem_table(result: IngestResult) -> pd.DataFrame:
+    """rejected.csv: every file or record not used (status `rejected`), then every document kept whose
+    reader could not be sure it read all of it, or read it as written (status `warning`)."""
+    rows = [{**row, "status": "rejected"} for row in result.rejected]
+    rows += [{**row, "status": "warning"} for row in result.warnings]
+    return pd.DataFrame(rows, columns=["path", "reason", "status"])
 
 
 def run(settings: IngestSettings, engine: Engine | None = None,
         cache: ResultCache | None = None) -> IngestResult:
     """The DVC stage: ingest `settings.raw_dir` into `settings.out_dir`."""
     out = Path(settings.out_dir)
-    sources = list_sources([settings.raw_dir], settings.metadata_csv)
+    sources = find_sources([settings.raw_dir], settings.metadata_csv)
     with io.ParquetStream(out / "documents.parquet", DOCUMENT_SCHEMA) as stream:
-        result = ingest(sources, settings, stream.write, engine, cache)
+        result = ingest(sources.files, settings, stream.write, engine, cache, sources.unusable)
         if result.documents == 0:
             raise SystemExit(f"ingest: no usable document in {settings.raw_dir} "
                              f"({len(result.rejected)} rejected; see the log above)")
-    io.write_csv(out / "rejected.csv", pd.DataFrame(result.rejected, columns=["path", "reason"]))
+    io.write_csv(out / "rejected.csv", problem_table(result))
     io.write_csv(out / "duplicates.csv", pd.DataFrame(
         result.duplicates, columns=["doc_id", "path", "title", "kind", "kept_doc_id", "similarity"]))
     io.write_json(out / "ingest_report.json", result.report)
-    log.info("ingest: %d files → %d documents kept (%s), %d rejected, %d exact + %d near duplicates, "
-             "%d junk lines removed, %.1fs → %s", result.report["files"], result.documents,
-             result.report["by_format"], len(result.rejected), result.report["duplicates_exact"],
+    log.info("ingest: %d files → %d documents kept (%s), %d rejected, %d warnings, %d exact + %d near "
+             "duplicates, %d junk lines removed, %.1fs → %s", result.report["files"], result.documents,
+             result.report["by_format"], len(result.rejected), len(result.warnings), result.report["duplicates_exact"],
              result.report["duplicates_near"], result.report["junk_lines_removed"],
              result.seconds, out / "documents.parquet")
     return result

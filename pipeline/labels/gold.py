@@ -54,6 +54,30 @@ def load_training_corpus(training_dir: str | Path, codebook: Codebook) -> pd.Dat
     return frame
 
 
+REAL_FIELDS = ("id", "doc_id", "source", "date", "coder")
+
+
+def load_real_corpus(real_dir: str | Path, codebook: Codebook) -> pd.DataFrame:
+    """Hand-coded real paragraphs (data/training/real/*.jsonl: id, text, themes, primary, source, date,
+    doc_id, coder; optional title, heading_path), with `year` taken from the date."""
+    paths = sorted(Path(real_dir).glob("*.jsonl"))
+    frame = load_coded_jsonl(paths, codebook)
+    if frame.empty:
+        return frame
+    missing = [f for f in REAL_FIELDS if f not in frame or frame[f].isna().any()]
+    if missing:
+        raise ValueError(f"{real_dir}: coded rows without {missing} (every real paragraph needs its source, "
+                         "date, document and coder)")
+    duplicated = frame["id"][frame["id"].duplicated()]
+    if not duplicated.empty:
+        raise ValueError(f"{real_dir}: duplicate paragraph ids {sorted(duplicated)[:5]}")
+    if "heading_path" not in frame:
+        frame["heading_path"] = None
+    frame["heading_path"] = [list(h) if isinstance(h, list) else [] for h in frame["heading_path"]]
+    frame["year"] = pd.to_numeric(frame["date"].astype(str).str[:4], errors="coerce").astype("Int64")
+    return frame
+
+
 def match_gold(gold: pd.DataFrame, paragraphs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Gold rows with the para_id they label now (by para_id, else by exact text); (matched, unmatched)."""
     if gold.empty:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.codebook import load_codebook
+from pipeline.config import Settings, setting
 from pipeline.labels.functions import WeakLabeler, lf_analysis
 from pipeline.labels.gold import load_gold, match_gold, targets
 
@@ -19,13 +20,13 @@ log = logging.getLogger("pipeline.labels")
 
 
 @dataclass
-class WeakLabelSettings:
+class WeakLabelSettings(Settings):
     paragraphs: str = "data/interim/paragraphs.parquet"
     gold_dir: str = "data/annotations/gold"
     output: str = "data/processed/weak_labels.parquet"
     metrics: str = "metrics/weak_label.json"
     report: str = "reports/lf_analysis.md"
-    batch_size: int = 500
+    batch_size: int = setting(500, ge=1)
 
 
 def run(settings: WeakLabelSettings) -> pd.DataFrame:
