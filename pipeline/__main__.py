@@ -108,7 +108,8 @@ def _pretrain(args) -> int:
 def _predict(args) -> int:
     from pipeline import predict
 
-    predict.run(config.stage_settings("predict", predict.PredictSettings, args.params), _engine(args))
+    predict.run(config.stage_settings("predict", predict.PredictSettings, args.params), _engine(args),
+                _cache(args, "predict"))
     return 0
 
 
@@ -262,12 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands outside the DAG check only the sections they read: their start-up is part of their speed.
+ONE_OFF_COMMAND_SECTIONS = {"parse": ("ingest", "segment", "execution"), "classify": (), "kwic": ()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:  # every section, before any work: a bad value for a late stage stops the first one
-        config.validate_params(args.params)
+    try:  # before any work; a stage checks every section, so a bad value for a late stage stops the first one
+        config.validate_params(args.params, ONE_OFF_COMMAND_SECTIONS.get(args.command))
     except config.SettingsError as err:
         print(err, file=sys.stderr)
         return 2

@@ -250,15 +250,18 @@ def stage_settings(section: str, cls, params_path: str | Path = PARAMS_FILE):
     return build_settings(cls, load_params(params_path).get(section), f"{params_path}:{section}")
 
 
-def validate_params(params_path: str | Path = PARAMS_FILE) -> dict[str, Settings]:
-    """Every section of params.yaml built and checked (absent ones at their defaults): section → settings."""
+def validate_params(params_path: str | Path = PARAMS_FILE, sections: typing.Iterable[str] | None = None
+                    ) -> dict[str, Settings]:
+    """Sections of params.yaml built and checked (absent ones at their defaults): section → settings.
+    Every section unless `sections` names the ones a command reads; unknown section names are always
+    an error."""
     params = load_params(params_path)
     for section in params:
         if section not in SECTIONS:
             raise SettingsError(f"{params_path}:{section}", "unknown section" + _did_you_mean(str(section), SECTIONS),
                                 "one of " + ", ".join(SECTIONS))
     return {section: build_settings(settings_class(section), params.get(section), f"{params_path}:{section}")
-            for section in SECTIONS}
+            for section in (SECTIONS if sections is None else sections)}
 
 
 def settings_class(section: str) -> type:

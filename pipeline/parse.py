@@ -50,8 +50,11 @@ def write_paragraphs(paths: list[str], ingest_settings: IngestSettings, segment_
     return result
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps with options makes one per call
+
+
 def _json_line(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    return _ENCODER.encode(row) + "\n"
 
 
 def parse_paths(paths: list[str], ingest_settings: IngestSettings, segment_settings: SegmentSettings,

@@ -5,6 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.classifiers import METHODS
-from pipeline.classifiers.base import load_model
+from pipeline.cache import ResultCache, cached_map, code_version, file_digest, fingerprint
+from pipeline.classifiers.base import ThemeClassifier, load_model
 from pipeline.config import Settings, SettingsError, setting
-from pipeline.engines import Engine, map_ordered
+from pipeline.engines import Engine
 
 log = logging.getLogger("pipeline.predict")
 MODEL_CHOICES = ("best", *METHODS)  # best: models/default, the model select_model shipped
@@ -27,7 +29,7 @@ class PredictSettings(Settings):
     models_dir: str = "models"
     paragraphs: str = "data/interim/paragraphs.parquet"
     output: str = "data/processed/paragraph_themes.parquet"
-    batch_size: int = setting(512, ge=1)
+    batch_size: int = setting(512, ge=1)  # paragraphs scored together, at most (batches end at documents)
 
     def __post_init__(self):
         super().__post_init__()
@@ -44,19 +46,51 @@ def resolve_model_dir(choice: str, models_dir: str) -> Path:
     return Path(choice)
 
 
-def run(settings: PredictSettings, engine: Engine | None = None) -> pd.DataFrame:
-    """Score every body paragraph, one batch of `settings.batch_size` at a time, on `engine`."""
+def batch_bounds(doc_ids: pd.Series, most: int) -> list[tuple[int, int]]:
+    """(start, stop) rows of the scoring batches: runs of whole documents, each ending after a document
+    whose id ends in 0 (one in sixteen, chosen by content, not by position), or at `most` rows. A
+    document added anywhere therefore changes only the batch it joins, and the other batches' scores
+    are found in the cache: a refresh scores the new documents, not the corpus."""
+    ids = doc_ids.to_numpy()
+    last_of_document = np.append(ids[1:] != ids[:-1], True) if len(ids) else np.zeros(0, bool)
+    bounds, start = [], 0
+    for row in np.flatnonzero(last_of_document & np.char.endswith(ids.astype(str), "0")).tolist():
+        while row + 1 - start > most:
+            bounds.append((start, start + most))
+            start += most
+        bounds.append((start, row + 1))
+        start = row + 1
+    for stop in range(start + most, len(ids) + most, most):
+        bounds.append((start, min(stop, len(ids))))
+        start = stop
+    return bounds
+
+
+def score_texts(texts: list[str], model: ThemeClassifier) -> list[list[float]]:
+    """Calibrated theme scores of `texts`, as lists (a cacheable result)."""
+    return model.theme_scores(texts).tolist()
+
+
+def run(settings: PredictSettings, engine: Engine | None = None, cache: ResultCache | None = None) -> pd.DataFrame:
+    """Score every body paragraph, in batches of whole documents (`batch_bounds`), on `engine`; batches
+    scored by the same model before are read from `cache`."""
     started = time.perf_counter()
     directory = resolve_model_dir(settings.model, settings.models_dir)
     model = load_model(directory)
+    version = fingerprint([file_digest(p) for p in sorted(directory.rglob("*")) if p.is_file()],
+                          code_version(["pipeline.classifiers"]))
     paragraphs = pd.read_parquet(settings.paragraphs, columns=["para_id", "doc_id", "kind", "text"])
     paragraphs = paragraphs[paragraphs["kind"] == "body"].reset_index(drop=True)
-    batches = (paragraphs["text"].iloc[start:start + settings.batch_size].tolist()
-               for start in range(0, len(paragraphs), settings.batch_size))
+    bounds = batch_bounds(paragraphs["doc_id"], settings.batch_size)
+
+    def batches():
+        return (paragraphs["text"].iloc[start:stop].tolist() for start, stop in bounds)
+
     parts = []
     with tqdm(total=len(paragraphs), desc=f"predict ({model.method})", unit="para", disable=None) as bar:
-        for scores in map_ordered(model.theme_scores, batches, engine or Engine(), batch=1):
-            parts.append(scores)
+        for scores in cached_map(partial(score_texts, model=model), batches, partial(fingerprint, version), cache,
+                                 engine or Engine()):
+            parts.append(np.asarray(scores, dtype=float).reshape(-1, len(model.themes)))
             bar.update(len(scores))
     scores = np.vstack(parts) if parts else np.zeros((0, len(model.themes)))
     out = paragraphs[["para_id", "doc_id"]].copy()

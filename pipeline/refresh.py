@@ -40,6 +40,7 @@ from filelock import FileLock, Timeout
 
 from pipeline import io
 from pipeline.config import IngestSettings, Settings, SettingsError, setting
+from pipeline.ingest.layouts import match_layout
 from pipeline.ingest.metadata import SidecarMetadata, date_from_filename
 from pipeline.ingest.normalize import printable_path
 from pipeline.ingest.readers import FORMATS
@@ -287,8 +288,9 @@ def collect_folder(folder: Path, shown: str, store: RawStore, settings: RefreshS
                                    f"refresh.run_deadline_s={settings.run_deadline_s:g} reached (next run)"})
             return
         outcome.checked["files"] += 1
-        if path.suffix.lower() not in FORMATS:
-            outcome.skipped.append({"source": rel, "reason": f"'{path.suffix}' is no format ingest reads"})
+        if not _ingest_reads(path.suffix.lower(), store, ingest):
+            outcome.skipped.append({"source": rel, "reason": f"'{path.suffix}' is no format ingest reads, and no "
+                                                             "ingest.sources layout matches it where it would land"})
             continue
         try:
             data = read_settled(path, settings)
@@ -303,6 +305,13 @@ def collect_folder(folder: Path, shown: str, store: RawStore, settings: RefreshS
         name = store.add(data, path.suffix.lower(), rel, **meta)
         if name:
             outcome.new.append({"file": name, "origin": rel})
+
+
+def _ingest_reads(suffix: str, store: RawStore, ingest: IngestSettings) -> bool:
+    """Whether ingest reads a file of `suffix` once stored: a format it reads by suffix, or an archive
+    layout (`ingest.sources`) whose glob matches where it lands (`refresh/*.json`: a day's JSON dump)."""
+    landing = store.folder.absolute() / f"{'0' * 64}{suffix}"  # stored files are named by their sha256
+    return suffix in FORMATS or match_layout(landing, ingest.sources) is not None
 
 
 def _through_link(path: Path, folder: Path) -> bool:

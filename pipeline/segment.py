@@ -231,9 +231,9 @@ class Segmenter:
         """Headings and raw body pieces of a document, in order, with heading paths."""
         outline = Outline()
         lines = text.split("\n")
-        for number_in_text, line in enumerate(lines):
+        for index, line in enumerate(lines):
             pieces = self._pieces(line, outline)
-            following = lines[number_in_text + 1] if number_in_text + 1 < len(lines) else None
+            following = lines[index + 1] if index + 1 < len(lines) else None
             for position, (marker, piece) in enumerate(pieces):
                 if marker is None:
                     yield Unit("body", len(outline.stack), outline.path(), piece)

@@ -29,6 +29,19 @@ SHARED = ROOT.parent / "shared" / "corpora"
 RESULTS = ROOT / "docs" / "bench_ingest_results.json"
 
 
+def wait_with_peak_rss(process: psutil.Popen, interval: float = 0.1) -> int:
+    """Wait for `process`; the peak resident bytes of it and its children together, polled."""
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [process, *process.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:  # a child ended between listing and reading it
+            pass
+        time.sleep(interval)
+    return peak
+
+
 def paragraph_pool() -> tuple[list[str], str]:
     if SHARED.is_dir():
         texts = [json.loads(line)["text"] for path in sorted(SHARED.glob("*.jsonl")) for line in open(path, encoding="utf-8")]
@@ -72,14 +85,7 @@ def child(corpus: str, out: str, workers: int) -> None:
 def measure(corpus: Path, out: Path, workers: int) -> dict:
     cmd = [sys.executable, __file__, "--child", str(corpus), str(out), str(workers)]
     process = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
+    peak = wait_with_peak_rss(process)
     stdout = process.stdout.read()
     if process.returncode:
         raise SystemExit(f"benchmark child failed ({process.returncode})")

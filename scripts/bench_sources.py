@@ -28,6 +28,8 @@ from pipeline import io
 from pipeline.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_ingest import wait_with_peak_rss  # noqa: E402  (scripts/ is this script's folder)
 NEWS = ROOT.parent / "shared" / "corpora" / "news"
 UNPACKED = Path("/tmp/corpora")
 RESULTS = ROOT / "docs" / "bench_sources_results.json"
@@ -65,16 +67,9 @@ def measure(paths: list[Path], out: Path, params: Path) -> dict:
     cmd = [sys.executable, "-m", "pipeline", "--params", str(params), "parse", *map(str, paths), "-o", str(out)]
     log = out.with_suffix(".log")  # a file, not a pipe: thousands of rejection lines would fill a pipe
     started = time.perf_counter()
-    peak = 0
     with open(log, "w", encoding="utf-8") as stderr:
         process = psutil.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
-        while process.poll() is None:
-            try:
-                tree = [process, *process.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
+        peak = wait_with_peak_rss(process)
     seconds = time.perf_counter() - started
     stderr = log.read_text(encoding="utf-8")
     found = SUMMARY.search(stderr)

@@ -44,7 +44,7 @@ def make_split(n: int, offset: int) -> tuple[list[str], np.ndarray]:
 
 TRAIN = make_split(120, 0)
 DEV = make_split(36, 120)
-TINY = {"base_model": "scratch", "max_length": 24, "stride": 6, "epochs": 6, "batch_size": 8, "learning_rate": 3e-3,
+TINY = {"base_model": "scratch", "cpu_inference": "fp32", "max_length": 24, "stride": 6, "epochs": 6, "batch_size": 8, "learning_rate": 3e-3,
         "eval_batch_size": 16, "precision": "fp32", "warmup_ratio": 0.0,
         "scratch": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "intermediate_size": 128,
                     "max_position_embeddings": 64}}
@@ -132,6 +132,23 @@ def test_long_paragraph_is_chunked_and_max_pooled(trained):
         chunk_logits = np.stack([model.model(**{k: torch.tensor([v]) for k, v in c.items()}).logits[0].numpy()
                                  for c, t in zip(chunks, mapping) if t == 0])
     assert np.allclose(scores[1], sigmoid(chunk_logits.max(axis=0)), atol=1e-5)
+
+
+def test_cpu_inference_modes_stay_close_to_fp32(trained, monkeypatch):
+    from pipeline.classifiers.bert import cpu_has_bf16, cpu_inference_mode
+
+    model, directory, _ = trained
+    assert cpu_inference_mode("auto") == ("bf16" if cpu_has_bf16() else "fp32")
+    reference = model.predict_scores(DEV[0])
+    monkeypatch.setattr(model.settings, "cpu_inference", "bf16")
+    assert np.abs(model.predict_scores(DEV[0]) - reference).max() < 0.02
+    card = json.loads((directory / "model.json").read_text())
+    card["params"]["cpu_inference"] = "int8"
+    int8_dir = shutil.copytree(directory, directory.parent / "int8")
+    (int8_dir / "model.json").write_text(json.dumps(card))
+    quantised = load_model(int8_dir, CODEBOOK)
+    assert not any(isinstance(m, torch.nn.Linear) for m in quantised.model.modules())  # dynamic int8 layers
+    assert np.abs(quantised.predict_scores(DEV[0]) - reference).max() < 0.05
 
 
 def test_pool_max_takes_each_texts_largest_chunk_logit():

@@ -22,16 +22,8 @@ from pipeline.__main__ import main
 from pipeline.classify import read_records
 from pipeline.config import IngestSettings
 from pipeline.ingest import stage
+from party_sentences import SENTENCES
 
-SENTENCES = [
-    "各级党组织要坚决维护党中央权威和集中统一领导，严明政治纪律和政治规矩，确保党中央决策部署落地见效。",
-    "各级纪检监察机关要坚持有腐必反、有贪必肃，持续保持惩治腐败高压态势，坚决查处群众身边的腐败问题。",
-    "组织部门要坚持新时代好干部标准，健全干部考核评价机制，大力选拔政治过硬、敢于担当的优秀年轻干部。",
-    "村党组织要发挥战斗堡垒作用，推行党员积分管理，落实三会一课，带领群众发展特色产业、增加集体收入。",
-    "要以党内法规制度建设为抓手，及时修订完善议事规则和决策程序，把权力关进制度的笼子里。",
-    "深入整治形式主义、官僚主义，精简会议文件，规范督查检查考核，让基层干部把精力用在抓落实上。",
-    "巡察组进驻后，通过个别谈话、调阅资料、走访调研等方式，发现问题线索二十余条，已按程序移交办理。",
-]
 GBK_NAME = "党建工作.txt".encode("gbk")  # b'\xb5\xb3\xbd\xa8...': a file name from a Windows zip
 UNDECODABLE_NAME = b"report-\xff\xfe.txt"  # neither UTF-8 nor GB18030
 

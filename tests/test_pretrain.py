@@ -229,3 +229,32 @@ def test_settings_are_checked():
 def test_a_missing_corpus_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="build_pretrain_corpus.py"):
         run(pretrain_settings({"corpus": str(tmp_path / "none")}))
+
+
+SHIPPED = ROOT / "models" / "pretrained" / "zh-political-bert-mini"
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="the shipped encoder is absent")
+def test_the_shipped_encoder_is_the_default_standard_and_small(tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    from pipeline.classifiers.base import read_card
+    from pipeline.classifiers.bert import BertClassifier
+    from pipeline.classifiers.settings import BertSettings
+    from pipeline.codebook import load_codebook
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (ROOT / BertSettings().base_model).resolve() == SHIPPED.resolve()
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) <= 30 * 2**20
+    assert hashlib.sha256((SHIPPED / "vocab.txt").read_bytes()).hexdigest() == STANDARD_VOCAB_SHA256
+    with safe_open(str(SHIPPED / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
+    stats = json.loads((SHIPPED / "pretrain.json").read_text())
+    assert stats["final"]["eval_mlm_loss"] in [h["eval_mlm_loss"] for h in stats["history"]]
+    assert (SHIPPED / "MODEL_CARD.md").is_file() and "Apache-2.0" in (SHIPPED / "MODEL_CARD.md").read_text()
+    codebook = load_codebook()
+    targets = np.eye(len(codebook.ids), dtype=np.float32)[np.arange(12) % 9]
+    model = BertClassifier(codebook, {"base_model": str(SHIPPED), "max_length": 32, "stride": 8, "max_steps": 2,
+                                      "batch_size": 4, "live_dir": "", "checkpoint_dir": str(tmp_path / "ckpt")}
+                           ).fit(SENTENCES * 2, targets)
+    assert read_card(model.save(tmp_path / "bert"))["base_model"]["vocab_size"] == 21128

@@ -152,7 +152,7 @@ def test_a_worker_killed_mid_stage_is_retried_and_the_stage_writes_the_same_byte
     killer.start()
     stage.run(IngestSettings(raw_dir=str(raw), out_dir=str(tmp_path)), Engine("ray"))
     killer.stop.set()
-    assert killer.killed == 1  # one batch lost its worker mid-stage and ran again
+    assert killer.killed >= 1  # a batch lost its worker mid-stage and ran again (how many: timing)
     for name in ("documents.parquet", "rejected.csv", "duplicates.csv"):
         assert filecmp.cmp(expected / name, tmp_path / name, shallow=False), name
 

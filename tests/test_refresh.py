@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from filelock import FileLock
@@ -25,16 +26,8 @@ from pipeline.__main__ import main
 from pipeline.cache import ResultCache
 from pipeline.config import IngestSettings, SegmentSettings
 from pipeline.ingest import stage
+from party_sentences import SENTENCES
 
-SENTENCES = [
-    "各级党组织要坚决维护党中央权威和集中统一领导，严明政治纪律和政治规矩，确保党中央决策部署落地见效。",
-    "各级纪检监察机关要坚持有腐必反、有贪必肃，持续保持惩治腐败高压态势，坚决查处群众身边的腐败问题。",
-    "组织部门要坚持新时代好干部标准，健全干部考核评价机制，大力选拔政治过硬、敢于担当的优秀年轻干部。",
-    "村党组织要发挥战斗堡垒作用，推行党员积分管理，落实三会一课，带领群众发展特色产业、增加集体收入。",
-    "要以党内法规制度建设为抓手，及时修订完善议事规则和决策程序，把权力关进制度的笼子里。",
-    "深入整治形式主义、官僚主义，精简会议文件，规范督查检查考核，让基层干部把精力用在抓落实上。",
-    "巡察组进驻后，通过个别谈话、调阅资料、走访调研等方式，发现问题线索二十余条，已按程序移交办理。",
-]
 
 
 def paragraphs(i: int) -> list[str]:
@@ -163,6 +156,30 @@ def test_new_documents_land_once_named_by_their_content(project, site):
     assert [s["source"] for s in run["skipped"]] == ["inbox/budget.xlsx"]
     state = json.loads((project / "data" / "refresh_state.json").read_text())
     assert state[site.url("/a.html")]["etag"] == '"a-1"'
+
+
+def test_a_day_of_an_archive_layout_is_collected_and_ingested(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    (root / "inbox").mkdir(parents=True)
+    (root / "data" / "raw").mkdir(parents=True)
+    day = {"videoList": [{"video_detail": {"title": "[视频]全面从严治党", "pubtime": "2026-07-01 19:00:00",
+                                           "content": "<p>" + "</p><p>".join(paragraphs(3)) + "</p>"}}]}
+    (root / "inbox" / "20260701.json").write_text(json.dumps(day, ensure_ascii=False), encoding="utf-8")
+    (root / "inbox" / "notes.json").write_text("{}", encoding="utf-8")
+    layout = {"glob": "refresh/*.json", "kind": "json_records", "records_path": "videoList",
+              "fields": {"title": "video_detail.title", "date": "video_detail.pubtime", "text": "video_detail.content"}}
+    params = {"ingest": {"sources": [layout]}, "refresh": {"watch_dirs": ["inbox"], "min_age_s": 0}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert refresh() == 0
+    assert len(stored(root)) == 2  # .json is read through the layout whose glob matches refresh/<sha256>.json
+    assert last_run(root)["skipped"] == []
+    assert main(["ingest"]) == 0
+    docs = pd.read_parquet(root / "data" / "interim" / "documents.parquet")
+    assert list(docs.title) == ["[视频]全面从严治党"] and list(docs.date) == ["2026-07-01"]
+    assert docs.text[0].startswith("第3号文件。")
+    rejected = pd.read_csv(root / "data" / "interim" / "rejected.csv")
+    assert list(rejected.reason.str[:33]) == ["no list of records at records_pat"]  # notes.json, with the reason
 
 
 def test_a_rerun_with_nothing_new_changes_no_file(project, site):

@@ -3,6 +3,7 @@ here (truncated XML, bad records, empty and placeholder bodies, hostile entities
 archives of ../shared/corpora where present."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import lzma
 import tarfile
@@ -12,7 +13,8 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 import pytest
 
-from pipeline.config import IngestSettings, SourceLayout, stage_settings
+from pipeline import segment
+from pipeline.config import IngestSettings, SegmentSettings, SourceLayout, stage_settings
 from pipeline.ingest import stage
 from pipeline.ingest.archives import read_layout
 from pipeline.ingest.layouts import html_to_text, path_matches
@@ -286,6 +288,37 @@ def test_headline_rows_are_one_paragraph_documents_deduplicated_within_a_date(ra
     assert why["titles1/1990-03.csv#3"].startswith("1 column(s) where 2 are needed (title, date)")
     assert "its layout's min_chinese_chars=2" in why["titles1/1990-03.csv#4"]
     assert why["titles1/1990-03.csv#8"] == "undecodable bytes (not utf-8-sig)"
+
+
+def test_headlines_per_date_make_one_document_per_day_with_a_headline_per_line(raw, tmp_path):
+    folder = raw / "titles1"
+    folder.mkdir()
+    rows = [
+        "全国征兵工作进展顺利,2015-03-01,2015-03",
+        "旗,2015-03-01,2015-03",  # one Chinese character: under the layout's minimum of two
+        "一、坚持党的领导,2015-03-01,2015-03",
+        "公告,2015-03-02,2015-03",
+        "全国征兵工作进展顺利,2015-03-01,2015-03",  # the month again (2015 is doubled in the archive)
+        "公告,2015-03-02,2015-03",
+        '"一行坏了,2015-03-02,2015-03',
+    ]
+    (folder / "2015-03.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    per_date = dataclasses.replace(HEADLINES_CSV, per="date", dedup="exact")
+
+    docs, rejected, duplicates = run_layouts(raw, tmp_path, [per_date])
+
+    assert list(docs.text) == ["全国征兵工作进展顺利\n一、坚持党的领导", "公告"]
+    assert list(docs.date) == ["2015-03-01", "2015-03-02"] and list(docs.title) == ["人民日报 2015-03-01", "人民日报 2015-03-02"]
+    assert duplicates.empty
+    why = reasons(rejected, raw)
+    assert "its layout's min_chinese_chars=2" in why["titles1/2015-03.csv#2"]
+    assert why["titles1/2015-03.csv#5"] == "repeats row 1: the same headline on the same date"
+    assert why["titles1/2015-03.csv#6"] == "repeats row 4: the same headline on the same date"
+    assert why["titles1/2015-03.csv#7"].startswith("1 column(s) where 2 are needed")
+    # each headline is a body paragraph of its day, also one that looks like an outline heading
+    paragraphs = segment.paragraphs_frame(docs.to_dict("records"), SegmentSettings(outline=False))
+    assert list(paragraphs.text) == ["全国征兵工作进展顺利", "一、坚持党的领导", "公告"]
+    assert set(paragraphs.kind) == {"body"}
 
 
 def test_headline_csv_with_a_header_in_gb18030(raw, tmp_path):

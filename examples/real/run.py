@@ -31,6 +31,7 @@ CORPORA = {  # corpus → (archive under ../shared/corpora, the folder inside it
     "reports": ["cpc_congress_reports.jsonl", "cpc_congress_reports_early.jsonl", "gov_work_reports_1954-2025.jsonl"],
 }
 MARKER = ".unpacked.json"  # hidden: ingest skips it
+PUBLISHED_FIGURES = ("theme_small_multiples", "theme_composition")
 
 
 def unpack(corpus: str, shared: Path) -> str:
@@ -154,6 +155,21 @@ def corpus_summary(corpus: str) -> dict:
     }
 
 
+def publish_figures(corpora: list[str], folder: Path) -> list[Path]:
+    """Each corpus's trend figures as small 256-colour PNGs in `folder` (docs/real-corpora: committed)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for corpus in corpora:
+        for name in PUBLISHED_FIGURES:
+            with Image.open(HERE / corpus / "reports" / "figures" / f"{name}.png") as figure:
+                target = folder / f"{corpus}_{name}.png"
+                figure.convert("RGB").quantize(256).save(target, optimize=True)
+                written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", nargs="+", choices=list(CORPORA), default=list(CORPORA))
@@ -162,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default",
                         help="the trained model to use (default models/default)")
     parser.add_argument("--force", action="store_true", help="rerun every stage (dvc repro --force)")
+    parser.add_argument("--figures", type=Path, help="also copy the trend figures here as small PNGs "
+                        "(docs/real-corpora)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     for corpus in args.corpora:
@@ -179,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {corpus} | {row['files']:,} | {row['documents_read']:,} | {row['rejected']:,} | "
               f"{row['duplicates_exact']:,} + {row['duplicates_near']:,} | {row['documents_kept']:,} | "
               f"{row['paragraphs'].get('body', 0):,} | {row['predicted']:,} | {row['periods']} |")
+    if args.figures:
+        print(f"run: {len(publish_figures(args.corpora, args.figures))} figures → {args.figures}")
     print(f"\nrun: {len(stages)} stages rerun in {summary['seconds']:.0f}s (unpacking {prepared:.0f}s); peak memory of "
           f"any stage {summary['peak_mb']:,} MB → {HERE / 'summary.json'}")
     return 0

@@ -33,6 +33,7 @@ import pandas as pd
 from pipeline import io
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.config import Settings, setting
+from pipeline.exports import write_csv
 from pipeline.ingest.readers import Rejected, decode_bytes
 from pipeline.labels.gold import targets
 
@@ -116,11 +117,6 @@ def _plain(value) -> str:
     return "" if value is None or (np.ndim(value) == 0 and pd.isna(value)) else str(value)
 
 
-def write_excel_csv(path: Path, frame: pd.DataFrame) -> None:
-    """CSV as UTF-8 with a byte-order mark: Excel then shows Chinese instead of mojibake."""
-    io.write_bytes(path, frame.to_csv(index=False).encode("utf-8-sig"))
-
-
 def write_tasks(chosen: pd.DataFrame, out_dir: Path, suggested: list[list[str]] | None = None,
                 model_version: str | None = None) -> dict[str, Path]:
     """Label Studio tasks (with `suggested` themes as pre-annotations when given) and the same as CSV."""
@@ -140,7 +136,7 @@ def write_tasks(chosen: pd.DataFrame, out_dir: Path, suggested: list[list[str]] 
         rows.append(row)
     columns = CSV_COLUMNS + (["suggested_themes"] if suggested is not None else [])
     io.write_json(out_dir / "tasks.json", tasks)
-    write_excel_csv(out_dir / "tasks.csv", pd.DataFrame(rows, columns=columns))
+    write_csv(pd.DataFrame(rows, columns=columns), out_dir / "tasks.csv")
     return {"json": out_dir / "tasks.json", "csv": out_dir / "tasks.csv"}
 
 
@@ -576,8 +572,8 @@ def adjudicate(paths: list[str], settings: AnnotateSettings, name: str = "adjudi
     if sheet:
         coder_columns = [f"{c}_{field}" for c in coders for field in ("themes", "primary")]
         sheet_path = base / "adjudication" / f"{name}.csv"
-        write_excel_csv(sheet_path, pd.DataFrame(sheet).reindex(
-            columns=["para_id", "reason", "text", *coder_columns, "themes", "primary", "note"]).fillna(""))
+        write_csv(pd.DataFrame(sheet).reindex(
+            columns=["para_id", "reason", "text", *coder_columns, "themes", "primary", "note"]).fillna(""), sheet_path)
     for unit in without_text:
         log.warning("adjudicate: %s has no text (not in %s and no coder's file gives it); left out of gold",
                     unit, settings.paragraphs)
