@@ -35,7 +35,7 @@ from pipeline.config import Settings, SettingsError, setting
 from pipeline.exports import write_table
 from pipeline.kwic import kwic_lines, variants_pattern
 from pipeline.text import sentence_spans, words
-from pipeline.trends import MIN_DOCS_FOR_INTERVAL, PERIODS, bootstrap, period_labels
+from pipeline.trends import PERIODS, bootstrap, interval, period_labels
 
 log = logging.getLogger("pipeline.formulations")
 
@@ -155,12 +155,6 @@ def usage(paragraphs: pd.DataFrame, docs: pd.DataFrame, settings: FormulationsSe
     return counts, pd.DataFrame(rows, columns=columns)
 
 
-def _quantiles(draws: np.ndarray, ci: float, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
-    if n_docs < MIN_DOCS_FOR_INTERVAL:
-        return np.full(draws.shape[1], np.nan), np.full(draws.shape[1], np.nan)
-    return tuple(np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2], axis=0))
-
-
 def period_table(docs: pd.DataFrame, counts: np.ndarray, settings: FormulationsSettings) -> pd.DataFrame:
     """Per period and formulation: occurrences per 10k characters and the share of documents using it,
     pooled over the period's documents, with bootstrap intervals over those documents."""
@@ -171,9 +165,9 @@ def period_table(docs: pd.DataFrame, counts: np.ndarray, settings: FormulationsS
         rows = dated.index[rows].to_numpy()
         used, chars = counts[rows].astype(float), docs["n_chars"].to_numpy(float)[rows]
         rng = np.random.default_rng([settings.seed, zlib.crc32(str(period).encode("utf-8"))])
-        rate_lo, rate_hi = _quantiles(bootstrap(used, chars, settings.resamples, rng) * PER, settings.ci, len(rows))
+        rate_lo, rate_hi = interval(bootstrap(used, chars, settings.resamples, rng) * PER, settings.ci, len(rows))
         share_draws = bootstrap((used > 0).astype(float), np.ones(len(rows)), settings.resamples, rng)
-        share_lo, share_hi = _quantiles(share_draws, settings.ci, len(rows))
+        share_lo, share_hi = interval(share_draws, settings.ci, len(rows))
         frames.append(pd.DataFrame({
             "period": str(period), "formulation": names, "n_docs": len(rows), "n_chars": int(chars.sum()),
             "count": used.sum(axis=0).astype(int), "per_10k": used.sum(axis=0) / max(chars.sum(), 1) * PER,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.classifiers.base import MODEL_CARD, ModelError
+from pipeline.classifiers.base import MODEL_CARD, ModelError, read_card
 
 MIN_SEPARATION = 0.05  # tpr − fpr below this: the classifier cannot tell the theme apart; no correction
 
@@ -62,23 +62,18 @@ def load_error_rates(model_dir: str | Path, themes: list[str], audit_file: str |
     if audit_file and Path(audit_file).is_file():
         audit = json.loads(Path(audit_file).read_text(encoding="utf-8"))
         return ErrorRates.from_counts(audit.get("confusion", {}), themes, f"audit sample {audit_file}")
-    card_path = Path(model_dir) / MODEL_CARD
-    if not card_path.is_file():
-        raise ModelError(f"{card_path}: not found; the error rates for corrected shares come from the model "
-                         "that made the predictions (rerun `dvc repro`) — or set trends.correction: none")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = read_card(model_dir)
     if "dev_confusion" not in card:
-        raise ModelError(f"{card_path}: has no dev_confusion (trained before error-corrected shares); "
+        raise ModelError(f"{Path(model_dir) / MODEL_CARD}: has no dev_confusion (trained before error-corrected shares); "
                          "retrain with `dvc repro`, or set trends.correction: none")
     return ErrorRates.from_counts(card["dev_confusion"], themes, f"real dev split of {model_dir}")
 
 
 def load_calibration_se(model_dir: str | Path, themes: list[str]) -> np.ndarray:
     """Per-theme standard error of the calibration intercept (0 where the model was not calibrated)."""
-    card_path = Path(model_dir) / MODEL_CARD
-    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    card = read_card(model_dir)
     if "calibration_se" not in card:
-        raise ModelError(f"{card_path}: has no calibration_se (a model trained before calibrated shares); "
+        raise ModelError(f"{Path(model_dir) / MODEL_CARD}: has no calibration_se (a model trained before calibrated shares); "
                          "retrain with `dvc repro`, or set trends.correction: none")
     return np.array([card["calibration_se"].get(t) or 0.0 for t in themes], dtype=float)
 

@@ -369,13 +369,6 @@ def _points(value: float) -> str:
     return "—" if pd.isna(value) else f"{100 * value:+.1f}"
 
 
-def _with_ci(value: float | None, ci: list | None) -> str:
-    """'0.71 [0.65, 0.77]', or '0.71' without an interval, or '—' without a value."""
-    if value is None:
-        return "—"
-    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-
-
 def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'

@@ -347,6 +347,7 @@ class Correction:
     tpr_draws: np.ndarray | None = None  # (resamples, n_themes)
     fpr_draws: np.ndarray | None = None
     intercept_draws: np.ndarray | None = None  # (resamples, n_themes)
+    intercept_se: np.ndarray | None = None  # (n_themes,) as measured on real dev
 
     @classmethod
     def drawn(cls, settings: "TrendsSettings", rates: ErrorRates | None = None,
@@ -354,7 +355,8 @@ class Correction:
         rng = np.random.default_rng([settings.seed, zlib.crc32(b"classifier-error")])
         if rates is not None:
             return cls("acc", rates, *rate_draws(rates, settings.resamples, rng))
-        return cls("pcc", intercept_draws=rng.normal(size=(settings.resamples, len(intercept_se))) * intercept_se)
+        return cls("pcc", intercept_draws=rng.normal(size=(settings.resamples, len(intercept_se))) * intercept_se,
+                   intercept_se=intercept_se)
 
 
 def bootstrap(numerators: np.ndarray, denominators: np.ndarray, resamples: int,
@@ -408,7 +410,7 @@ def period_estimates(counts: DocumentCounts, settings: TrendsSettings, by: str |
     return estimates
 
 
-def _interval(draws: np.ndarray, ci: float, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+def interval(draws: np.ndarray, ci: float, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
     if n_docs < MIN_DOCS_FOR_INTERVAL:
         return np.full(draws.shape[1:], np.nan), np.full(draws.shape[1:], np.nan)
     lo, hi = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
@@ -421,8 +423,8 @@ def shares_frame(estimates: dict[tuple[str, ...], Estimate], key_names: list[str
     the share of the key's text that carries any theme (any_share, any_lo, any_hi; the same on each row)."""
     rows = []
     for key, est in estimates.items():
-        lo, hi = _interval(est.draws, ci, est.n_docs)
-        any_lo, any_hi = _interval(est.any_draws, ci, est.n_docs)
+        lo, hi = interval(est.draws, ci, est.n_docs)
+        any_lo, any_hi = interval(est.any_draws, ci, est.n_docs)
         for j, theme in enumerate(codebook.ids):
             rows.append({**dict(zip(key_names, key)), "theme": theme, "label": codebook[theme].label,
                          "share": est.share[j], "lo": lo[j], "hi": hi[j], "share_raw": est.share_raw[j],
@@ -435,7 +437,7 @@ def shares_frame(estimates: dict[tuple[str, ...], Estimate], key_names: list[str
 
 def change(before: Estimate, after: Estimate, ci: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(change, lo, hi) per theme from `before` to `after`, the interval from independent draws."""
-    lo, hi = _interval(after.draws - before.draws, ci, min(before.n_docs, after.n_docs))
+    lo, hi = interval(after.draws - before.draws, ci, min(before.n_docs, after.n_docs))
     return after.share - before.share, lo, hi
 
 
@@ -563,7 +565,7 @@ def _describe(correction: Correction | None, codebook: Codebook) -> dict | None:
         return None
     if correction.method == "pcc":
         return {"name": "pcc", "method": "calibrated probability averaging",
-                "intercept_se": dict(zip(codebook.ids, correction.intercept_draws.std(axis=0).round(4).tolist()))}
+                "intercept_se": dict(zip(codebook.ids, correction.intercept_se.round(4).tolist()))}
     rates = correction.rates
     return {"name": "acc", "method": "adjusted classify-and-count", "error_rates": rates.origin,
             "tpr": dict(zip(codebook.ids, rates.tpr.round(4).tolist())),

@@ -184,10 +184,12 @@ def _stream_encoding(path: Path) -> str:
     lines are (a few lines of stray bytes are rejected one by one), else what `decode_bytes` detects."""
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # before cutting at b"\n": a UTF-16 newline is two bytes
+        return "utf-16"
     cut = head.rfind(b"\n") + 1
     head = head[:cut] if cut else head
     lines = head.splitlines()
-    if not head.startswith((b"\xff\xfe", b"\xfe\xff")) and sum(map(_not_utf8, lines)) * 4 < len(lines):
+    if sum(map(_not_utf8, lines)) * 4 < len(lines):
         return "utf-8-sig"
     _, encoding = decode_bytes(head)
     return "utf-8-sig" if encoding == "utf-8" else encoding

@@ -72,8 +72,7 @@ def load_real_corpus(real_dir: str | Path, codebook: Codebook) -> pd.DataFrame:
     if not duplicated.empty:
         raise ValueError(f"{real_dir}: duplicate paragraph ids {sorted(duplicated)[:5]}")
     if "heading_path" not in frame:
-        frame["heading_path"] = None
-    frame["heading_path"] = [list(h) if isinstance(h, list) else [] for h in frame["heading_path"]]
+        frame["heading_path"] = None  # split's _frame turns it into lists
     frame["year"] = pd.to_numeric(frame["date"].astype(str).str[:4], errors="coerce").astype("Int64")
     return frame
 

@@ -99,7 +99,7 @@ def build_splits(settings: SplitSettings) -> dict[str, pd.DataFrame]:
     frames = []
 
     if not gold.empty:
-        demo = gold.assign(heading_path=[list(h) if isinstance(h, list) else [] for h in gold["heading_path"]])
+        demo = gold if "heading_path" in gold else gold.assign(heading_path=None)
         doc_years = dict(zip(demo["doc_id"], demo["year"]))
         split_of = assign_by_year(doc_years, settings.seed)
         frames.append(_frame(demo.rename(columns={"para_id": "id"}), "gold_demo", split_of, ids,
@@ -171,7 +171,7 @@ def _frame(source: pd.DataFrame, origin: str, split_of: dict, ids: list[str], ta
            weight: float = 1.0) -> pd.DataFrame:
     frame = pd.DataFrame({
         "id": source["id"].to_numpy(), "doc_id": source["doc_id"].to_numpy(), "text": source["text"].to_numpy(),
-        "heading_path": [list(h) for h in source["heading_path"]],
+        "heading_path": [list(h) if isinstance(h, (list, tuple, np.ndarray)) else [] for h in source["heading_path"]],
         "year": pd.array(source["year"].to_numpy(), dtype="Int64"), "origin": origin,
         "genre": source["genre"].to_numpy() if "genre" in source else None,
         "source": source["source"].to_numpy() if "source" in source else None,
