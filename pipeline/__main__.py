@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--input", required=True, help="input .jsonl")
     classify.add_argument("--output", required=True, help="output .jsonl, or .csv (Excel) / .xlsx (written only if "
                           "all input is valid)")
-    classify.add_argument("--batch-size", type=int, default=256)
+    classify.add_argument("--batch-size", type=int, default=2048,
+                          help="paragraphs per model call (BERT sorts each call's chunks by length: larger pads less)")
     classify.set_defaults(func=_classify)
     kwic = sub.add_parser("kwic", help="keyword in context: every match of a pattern with its document, date, "
                           "title and heading path, in date order")

@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from pipeline import io
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.config import Settings, setting
+from pipeline.text import frame_contexts
 from pipeline.trends import ALL, period_range, period_span
 
 log = logging.getLogger("pipeline.charts")
@@ -504,7 +505,7 @@ def test_scores(test_path: str | Path, model_dir: str | Path, codebook: Codebook
     test = pd.read_parquet(test_path)
     if "origin" in test and (test["origin"] == "real").any():
         test = test[test["origin"] == "real"]
-    scores, _ = load_model(model_dir, codebook).predict(test["text"].tolist())
+    scores, _ = load_model(model_dir, codebook).predict(test["text"].tolist(), frame_contexts(test))
     return theme_matrix(test, codebook.ids), scores
 
 

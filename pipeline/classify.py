@@ -1,6 +1,8 @@
 """`python -m pipeline classify`: apply any saved model to arbitrary JSONL records.
 
-Input records need at least `id` and `text`; every other field is passed through. Each output record
+Input records need at least `id` and `text`; optional `title` (of the paragraph's document) and
+`heading_path` (the headings above it: a list, or one string joined by " > ") are read as its context,
+as the predict stage reads them; every other field is passed through. Each output record
 gains `"scores": {theme: probability}` for all nine themes and `"themes": [ids over threshold]`; an
 output ending in .csv (UTF-8 with BOM, for Excel) or .xlsx is a table instead, one score column per theme.
 Traditional-script text is scored as Simplified (OpenCC t2s, as ingest converts it); the output keeps
@@ -21,6 +23,7 @@ from pipeline import io
 from pipeline.classifiers.base import load_model
 from pipeline.exports import TABLE_SUFFIXES, write_table
 from pipeline.ingest.normalize import to_simplified
+from pipeline.text import paragraph_context
 
 log = logging.getLogger("pipeline.classify")
 
@@ -49,6 +52,12 @@ def record_problem(record: dict) -> str | None:
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         return "record has no 'text' (a non-empty string is required)"
+    if record.get("title") is not None and not isinstance(record["title"], str):
+        return "'title' must be a string"
+    path = record.get("heading_path")
+    if path is not None and not isinstance(path, str) and not (
+            isinstance(path, list) and all(isinstance(h, str) for h in path)):
+        return "'heading_path' must be a list of strings or one string (headings joined by ' > ')"
     try:
         json.dumps(record, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -56,7 +65,7 @@ def record_problem(record: dict) -> str | None:
     return None
 
 
-def classify_file(model_dir: str, input_path: str, output_path: str, batch_size: int = 256) -> int:
+def classify_file(model_dir: str, input_path: str, output_path: str, batch_size: int = 2048) -> int:
     model = load_model(model_dir)
     records = read_records(input_path)
     started = time.perf_counter()
@@ -66,7 +75,9 @@ def classify_file(model_dir: str, input_path: str, output_path: str, batch_size:
             for start in range(0, len(records), batch_size):
                 batch = records[start:start + batch_size]
                 # the models learnt Simplified text: Traditional is converted as ingest converts it
-                scores, themes = model.predict([to_simplified(r["text"])[0] for r in batch])
+                scores, themes = model.predict(
+                    [to_simplified(r["text"])[0] for r in batch],
+                    [to_simplified(paragraph_context(r.get("title"), r.get("heading_path")))[0] for r in batch])
                 for record, row, hits in zip(batch, scores, themes):
                     yield {**record, "scores": {t: round(float(s), 5) for t, s in zip(model.themes, row)},
                            "themes": hits}

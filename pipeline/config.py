@@ -177,11 +177,11 @@ class IngestSettings(Settings):
     max_file_mb: float = setting(64.0, gt=0)
     max_docx_uncompressed_mb: float = setting(200.0, gt=0)
     max_docx_ratio: float = setting(100.0, gt=1)  # a large docx member unpacking more than this is a zip bomb
-    max_seconds_per_file: float = setting(120.0, gt=0)  # reading one file longer than this rejects it
+    max_seconds_per_file: float = setting(120.0, gt=0)  # reading a file longer rejects it (HTML, docx, PDF, layouts)
     metadata_csv: str = setting("metadata.csv", nonempty=True)  # sidecar file name looked up in each folder
     records: RecordFields = field(default_factory=RecordFields)
     dedup: DedupSettings = field(default_factory=DedupSettings)
-    workers: int = setting(1, ge=1)
+    workers: int = setting(0, ge=0)  # processes reading files in parallel; 0: one per core from 16 MB (same output)
     sources: list[SourceLayout] = field(default_factory=list)  # archive layouts (feeds, JSON dumps, headline CSVs)
 
 
@@ -193,7 +193,7 @@ class SegmentSettings(Settings):
     inline_heading_max_chars: int = setting(32, ge=1)  # a heading run into its body text is cut at most here
     run_on_line_chars: int = setting(300, ge=1)  # lines longer than this are searched for inline headings
     outline: bool = True  # false: every line is a body paragraph (a day's list of headlines has no outline)
-    workers: int = setting(1, ge=1)  # local processes segmenting documents in parallel (same output)
+    workers: int = setting(1, ge=0)  # processes segmenting documents in parallel; 0: one per core (same output)
 
     def __post_init__(self):
         super().__post_init__()

@@ -40,7 +40,7 @@ class ExecutionSettings(Settings):
 @dataclass(frozen=True)
 class Engine:
     kind: str = "local"
-    processes: int = 1  # local: worker processes (1 = this process)
+    processes: int = 1  # local: worker processes (1 = this process, 0 = one per CPU core: `local_processes`)
     ray_address: str = ""
     ray_cpus: int = 0
 
@@ -59,12 +59,20 @@ def map_ordered(func: Callable[[Any], Any], items: Iterable, engine: Engine, bat
     """
     items = iter(items)
     head = list(itertools.islice(items, 2))
-    if len(head) < 2 or (engine.kind == "local" and engine.processes <= 1):
+    processes = local_processes(engine.processes)
+    if len(head) < 2 or (engine.kind == "local" and processes <= 1):
         return map(func, itertools.chain(head, items))
     items = itertools.chain(head, items)
     if engine.kind == "ray":
         return _map_ray(func, items, engine, batch)
-    return _map_pool(func, items, engine.processes, batch)
+    return _map_pool(func, items, processes, batch)
+
+
+def local_processes(workers: int) -> int:
+    """A `workers` setting as a number of processes: 0 means one per CPU core this process may use."""
+    if workers:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _map_pool(func, items: Iterator, processes: int, batch: int) -> Iterator:

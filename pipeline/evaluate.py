@@ -24,6 +24,7 @@ from pipeline.classifiers.base import load_model
 from pipeline.codebook import load_codebook
 from pipeline.config import Settings, setting
 from pipeline.quantify import ErrorRates, adjust
+from pipeline.text import frame_contexts
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -99,7 +100,7 @@ class EvaluateSettings(Settings):
 
 
 def evaluate_model(model, frame: pd.DataFrame, n_boot: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    scores, _ = model.predict(frame["text"].tolist())
+    scores, _ = model.predict(frame["text"].tolist(), frame_contexts(frame))
     pred = scores >= model.thresholds[None, :]
     truth = theme_matrix(frame, model.themes)
     metrics = score(truth, pred, scores, model.themes, frame["doc_id"].to_numpy(), n_boot, seed)

@@ -10,10 +10,11 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # imported where used: `parse` writes JSON lines and should not load them (0.4 s)
+    import pandas as pd
+    import pyarrow as pa
 
 
 @contextlib.contextmanager
@@ -111,6 +112,8 @@ class ParquetStream:
     def __enter__(self) -> "ParquetStream":
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
+        import pyarrow.parquet as pq
+
         self._writer = pq.ParquetWriter(tmp, self.schema)
         return self
 
@@ -122,6 +125,8 @@ class ParquetStream:
 
     def _flush(self) -> None:
         if self._rows:
+            import pyarrow as pa
+
             self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
             self._rows = []
 

@@ -1,4 +1,5 @@
-"""The predict stage: the chosen model scores every paragraph → data/processed/paragraph_themes.parquet."""
+"""The predict stage: the chosen model scores every paragraph, with its context (document title and
+headings), → data/processed/paragraph_themes.parquet."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,7 @@ from pipeline.cache import ResultCache, cached_map, code_version, file_digest, f
 from pipeline.classifiers.base import ThemeClassifier, load_model
 from pipeline.config import Settings, SettingsError, setting
 from pipeline.engines import Engine
+from pipeline.text import frame_contexts
 
 log = logging.getLogger("pipeline.predict")
 MODEL_CHOICES = ("best", *METHODS)  # best: models/default, the model select_model shipped
@@ -66,9 +68,10 @@ def batch_bounds(doc_ids: pd.Series, most: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def score_texts(texts: list[str], model: ThemeClassifier) -> list[list[float]]:
-    """Calibrated theme scores of `texts`, as lists (a cacheable result)."""
-    return model.theme_scores(texts).tolist()
+def score_paragraphs(paragraphs: list[tuple[str, str]], model: ThemeClassifier) -> list[list[float]]:
+    """Calibrated theme scores of (text, context) pairs, as lists (a cacheable result)."""
+    texts, contexts = zip(*paragraphs) if paragraphs else ((), ())
+    return model.theme_scores(list(texts), list(contexts)).tolist()
 
 
 def run(settings: PredictSettings, engine: Engine | None = None, cache: ResultCache | None = None) -> pd.DataFrame:
@@ -79,16 +82,18 @@ def run(settings: PredictSettings, engine: Engine | None = None, cache: ResultCa
     model = load_model(directory)
     version = fingerprint([file_digest(p) for p in sorted(directory.rglob("*")) if p.is_file()],
                           code_version(["pipeline.classifiers"]))
-    paragraphs = pd.read_parquet(settings.paragraphs, columns=["para_id", "doc_id", "kind", "text"])
+    paragraphs = pd.read_parquet(settings.paragraphs, columns=["para_id", "doc_id", "kind", "text", "title",
+                                                                "heading_path"])
     paragraphs = paragraphs[paragraphs["kind"] == "body"].reset_index(drop=True)
     bounds = batch_bounds(paragraphs["doc_id"], settings.batch_size)
+    pairs = list(zip(paragraphs["text"], frame_contexts(paragraphs)))  # what the model reads of each paragraph
 
     def batches():
-        return (paragraphs["text"].iloc[start:stop].tolist() for start, stop in bounds)
+        return (pairs[start:stop] for start, stop in bounds)
 
     parts = []
     with tqdm(total=len(paragraphs), desc=f"predict ({model.method})", unit="para", disable=None) as bar:
-        for scores in cached_map(partial(score_texts, model=model), batches, partial(fingerprint, version), cache,
+        for scores in cached_map(partial(score_paragraphs, model=model), batches, partial(fingerprint, version), cache,
                                  engine or Engine()):
             parts.append(np.asarray(scores, dtype=float).reshape(-1, len(model.themes)))
             bar.update(len(scores))

@@ -34,6 +34,7 @@ from pipeline import io
 from pipeline.charts import MODEL_FIGURES, RELIABILITY, TREND_FIGURES, cjk_font_path
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.config import Settings, setting
+from pipeline.text import frame_contexts
 from pipeline.trends import ALL, UNKNOWN, period_labels, period_range
 
 log = logging.getLogger("pipeline.report")
@@ -175,8 +176,8 @@ def score_test_set(test: pd.DataFrame, model_dirs: dict[str, Path],
     """method → predicted themes of each test paragraph, from each saved model in `model_dirs`."""
     from pipeline.classifiers.base import load_model
 
-    texts = test["text"].tolist()
-    return {method: load_model(directory, codebook).predict(texts)[1]
+    texts, contexts = test["text"].tolist(), frame_contexts(test)
+    return {method: load_model(directory, codebook).predict(texts, contexts)[1]
             for method, directory in model_dirs.items()}
 
 

@@ -22,9 +22,8 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline import io
@@ -32,6 +31,9 @@ from pipeline.cache import ResultCache, cached_map, code_version, fingerprint
 from pipeline.config import SegmentSettings
 from pipeline.engines import Engine
 from pipeline.text import CLOSERS, OPENERS, cn_number, cut_at_word_boundary, sentence_spans, word_starts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("pipeline.segment")
 
@@ -76,12 +78,19 @@ SALUTATION_WITHIN = 40  # a speaker's name and office run into the salutation ar
 KINDS = ("heading", "body", "front_matter", "closing")
 DOCUMENT_COLUMNS = ["doc_id", "path", "text", "title", "date", "year", "doc_type", "source", "url", "extra"]
 GROUP_DOCUMENTS = 500  # documents of one source file segmented and cached together, at most
-PARAGRAPH_SCHEMA = pa.schema([
-    ("para_id", pa.string()), ("doc_id", pa.string()), ("order", pa.int64()), ("kind", pa.string()),
-    ("level", pa.int64()), ("heading_path", pa.list_(pa.string())), ("text", pa.string()),
-    ("n_chars", pa.int64()), ("title", pa.string()), ("date", pa.string()), ("year", pa.int64()),
-    ("doc_type", pa.string()), ("source", pa.string()), ("url", pa.string()), ("extra", pa.string()),
-])
+
+
+def paragraph_schema():
+    """paragraphs.parquet's columns. pandas and pyarrow are imported where tables are made, not with this
+    module: `parse` makes none, and its start-up is part of its speed."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("para_id", pa.string()), ("doc_id", pa.string()), ("order", pa.int64()), ("kind", pa.string()),
+        ("level", pa.int64()), ("heading_path", pa.list_(pa.string())), ("text", pa.string()),
+        ("n_chars", pa.int64()), ("title", pa.string()), ("date", pa.string()), ("year", pa.int64()),
+        ("doc_type", pa.string()), ("source", pa.string()), ("url", pa.string()), ("extra", pa.string()),
+    ])
 
 
 def _number(marker_type: str, raw: str) -> int:
@@ -478,7 +487,7 @@ def run(settings: SegmentSettings, documents_path: str = "data/interim/documents
                                for doc in batch.to_pylist())
 
     rows_of = partial(group_rows, segmenter=segmenter)
-    with io.ParquetStream(out_path, PARAGRAPH_SCHEMA) as out, \
+    with io.ParquetStream(out_path, paragraph_schema()) as out, \
             tqdm(total=source.metadata.num_rows, desc="segment", unit="doc", disable=None) as bar:
         engine = engine or Engine(processes=settings.workers)
         for rows in cached_map(rows_of, groups, segmenter.cache_key, cache, engine, batch=1):
@@ -493,8 +502,10 @@ def run(settings: SegmentSettings, documents_path: str = "data/interim/documents
 
 
 def paragraphs_frame(documents: list[dict], settings: SegmentSettings) -> pd.DataFrame:
+    import pandas as pd
+
     segmenter = Segmenter(settings)
     rows = [row for document in documents for row in paragraph_rows(document, segmenter)]
-    return pd.DataFrame(rows, columns=PARAGRAPH_SCHEMA.names)
+    return pd.DataFrame(rows, columns=paragraph_schema().names)
 
 

@@ -1,4 +1,4 @@
-"""Chinese text helpers shared by stages: numerals, sentence boundaries, word segmentation."""
+"""Chinese text helpers shared by stages: numerals, sentence boundaries, word segmentation, a paragraph's context."""
 from __future__ import annotations
 
 import re
@@ -110,3 +110,30 @@ def cut_at_word_boundary(text: str, limit: int) -> int:
     """The largest word boundary ≤ `limit` (so a cut never splits a word); at least 1."""
     bounds = [b for b in word_starts(text[: limit + 8]) if b <= limit]
     return max(max(bounds, default=0), 1)
+
+
+_TITLE_TAGS = re.compile(r"^\s*(?:\[[^\]]*版[：:][^\]]*\]|\[视频\])\s*")  # [04版：要闻], [视频]: not the title's words
+CONTEXT_SEPARATOR = " ｜ "
+
+
+def paragraph_context(title, heading_path) -> str:
+    """What a coder sees besides the paragraph itself: its document's title and the headings above it,
+    as one string ("" when neither is known). `heading_path` is a list of headings or one string with
+    headings joined by " > "."""
+    parts = [_TITLE_TAGS.sub("", title).strip()] if isinstance(title, str) else []
+    if isinstance(heading_path, str):
+        heading_path = heading_path.split(" > ")
+    elif heading_path is None or not hasattr(heading_path, "__iter__"):
+        heading_path = []
+    parts += [h.strip() for h in heading_path if isinstance(h, str)]
+    return CONTEXT_SEPARATOR.join(part for part in parts if part)
+
+
+def frame_contexts(frame) -> list[str]:
+    """The context of every row of a table: its `context` column (the splits'), else `paragraph_context`
+    of its `title` and/or `heading_path` columns."""
+    if "context" in frame:
+        return frame["context"].fillna("").tolist()
+    titles = frame["title"] if "title" in frame else [None] * len(frame)
+    paths = frame["heading_path"] if "heading_path" in frame else [None] * len(frame)
+    return [paragraph_context(title, path) for title, path in zip(titles, paths)]

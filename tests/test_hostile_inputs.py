@@ -374,6 +374,8 @@ def test_a_sidecar_saved_by_excel_as_gbk_is_applied_and_a_broken_one_is_reported
     ('{"id": 4, "text": "分数", "score": Infinity}', "Infinity is not valid JSON"),
     ('{"id": 5, "text": null}', "no 'text'"),
     ('{"id": 6, "text": "孤立代理项\\ud800"}', "lone surrogate"),
+    ('{"id": 7, "text": "正文", "heading_path": {"一": 1}}', "'heading_path' must be a list of strings"),
+    ('{"id": 8, "text": "正文", "title": 5}', "'title' must be a string"),
 ])
 def test_classify_input_errors_name_the_file_and_line(line, problem, tmp_path):
     path = tmp_path / "in.jsonl"

@@ -191,9 +191,11 @@ def test_same_input_gives_identical_output(raw, tmp_path):
 def test_workers_give_the_same_documents_as_one_process(raw, tmp_path):
     for i in range(4):
         write_txt(raw / f"{i}.txt", f"文件{i}", distinct(i))
-    one, _, _ = run_ingest(raw, tmp_path / "one")
+    one, _, _ = run_ingest(raw, tmp_path / "one", workers=1)
     two, _, _ = run_ingest(raw, tmp_path / "two", workers=2)
+    per_core, _, _ = run_ingest(raw, tmp_path / "per_core", workers=0)
     pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(one, per_core)
 
 
 def test_real_corpora_are_ingested_with_years(shared_corpora, tmp_path):

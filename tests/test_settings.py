@@ -52,7 +52,7 @@ KNOWN_FAILURES = {
     "size as a word": ("ingest:\n  max_file_mb: big\n",
                        "ingest.max_file_mb: 'big' is not a number, allowed: a number > 0"),
     "workers as a word": ("ingest:\n  workers: two\n",
-                          "ingest.workers: 'two' is not an integer, allowed: an integer ≥ 1"),
+                          "ingest.workers: 'two' is not an integer, allowed: an integer ≥ 0"),
     "a folder where a list belongs": ("refresh:\n  watch_dirs: some/dir\n",
                                       "refresh.watch_dirs: 'some/dir' is a single string, not a list, allowed: a "
                                       "list of strings, e.g. [some/dir]"),

@@ -1,11 +1,15 @@
 """The one small interface every theme classifier answers, so classify / predict / evaluate never
 branch on the method (scikit-learn's estimator contract is the model):
 
-    model.fit(train_texts, train_targets, dev_texts, dev_targets, weights) -> model
-    model.predict_scores(texts)                                    -> (n, n_themes) raw probabilities
-    model.theme_scores(texts)                                      -> the same, calibrated on real dev
-    model.predict(texts)                                           -> (calibrated scores, [theme ids over threshold])
+    model.fit(train_texts, train_targets, dev_texts, dev_targets, weights, contexts=…) -> model
+    model.predict_scores(texts, contexts)                          -> (n, n_themes) raw probabilities
+    model.theme_scores(texts, contexts)                            -> the same, calibrated on real dev
+    model.predict(texts, contexts)                                 -> (calibrated scores, [theme ids over threshold])
     model.save(directory);  load_model(directory)                  -> the same model
+
+`contexts` (optional, one string per text: `pipeline.text.paragraph_context`, the document title and
+the headings above the paragraph) is what a coder sees besides the paragraph; a method that does not
+read it ignores it, and every method scores a paragraph without one.
 
 A saved model directory always holds `model.json`: method, themes, thresholds, codebook hash,
 training params and metrics; the method's own files sit beside it.
@@ -45,12 +49,13 @@ class ThemeClassifier(ABC):
 
     @abstractmethod
     def fit(self, texts: list[str], targets: np.ndarray, dev_texts: list[str] | None = None,
-            dev_targets: np.ndarray | None = None, weights: np.ndarray | None = None) -> "ThemeClassifier":
+            dev_targets: np.ndarray | None = None, weights: np.ndarray | None = None,
+            contexts: list[str] | None = None, dev_contexts: list[str] | None = None) -> "ThemeClassifier":
         """Train on `texts` with `targets` (n × n_themes in [0, 1]: gold 0/1 or silver probabilities),
         each row counting `weights[i]` (silver rows count less than gold); tune thresholds on dev."""
 
     @abstractmethod
-    def predict_scores(self, texts: list[str]) -> np.ndarray:
+    def predict_scores(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         """(n, n_themes) probabilities, columns in codebook order."""
 
     @abstractmethod
@@ -59,13 +64,13 @@ class ThemeClassifier(ABC):
     @abstractmethod
     def load_weights(self, directory: Path) -> None: ...
 
-    def predict(self, texts: list[str]) -> tuple[np.ndarray, list[list[str]]]:
-        scores = self.theme_scores(texts)
+    def predict(self, texts: list[str], contexts: list[str] | None = None) -> tuple[np.ndarray, list[list[str]]]:
+        scores = self.theme_scores(texts, contexts)
         return scores, self.themes_over_threshold(scores)
 
-    def theme_scores(self, texts: list[str]) -> np.ndarray:
+    def theme_scores(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         """Calibrated probabilities: Platt scaling per theme, fitted on real dev paragraphs."""
-        return platt(self.predict_scores(texts), self.calibration)
+        return platt(self.predict_scores(texts, contexts), self.calibration)
 
     def calibrate(self, raw_scores: np.ndarray, truth: np.ndarray, min_positives: int = 5) -> None:
         """Fit per-theme Platt scaling on dev scores; themes with too few positives keep the identity.
@@ -94,14 +99,15 @@ class ThemeClassifier(ABC):
         hits = scores >= self.thresholds[None, :]
         return [[t for t, hit in zip(self.themes, row) if hit] for row in hits]
 
-    def tune_thresholds(self, dev_texts: list[str], dev_targets: np.ndarray, floor: float = 0.2) -> None:
+    def tune_thresholds(self, dev_texts: list[str], dev_targets: np.ndarray, floor: float = 0.2,
+                        dev_contexts: list[str] | None = None) -> None:
         """Per-theme thresholds that maximise dev F1, at most `params['threshold_ceiling']`.
 
         The ceiling is there because dev is written in the training corpus's own voice: on real reports
         the same model scores lower, and a threshold tuned to in-domain confidence loses recall there."""
         if not dev_texts:
             return
-        scores = self.predict_scores(dev_texts)
+        scores = self.predict_scores(dev_texts, dev_contexts)
         ceiling = float(self.params.get("threshold_ceiling", 0.9))
         self.thresholds = tune_thresholds(scores, dev_targets >= 0.5, floor, ceiling)
 

@@ -396,7 +396,8 @@ class BertClassifier(ThemeClassifier):
         self.model = None
         self.tokenizer = None
 
-    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None) -> "BertClassifier":
+    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None, contexts=None,
+            dev_contexts=None) -> "BertClassifier":
         s = self.settings
         precision = resolve_precision(s.precision)
         _set_cpu_threads(s.cpu_threads)
@@ -450,7 +451,8 @@ class BertClassifier(ThemeClassifier):
             chunk["labels"], chunk["weight"] = label.tolist(), float(weight)
         return chunks
 
-    def predict_scores(self, texts: list[str]) -> np.ndarray:
+    def predict_scores(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
+        """Scores of the paragraphs alone: the encoder has not been trained with a context segment."""
         return self._score(list(texts), progress=True)
 
     def _score(self, texts: list[str], progress: bool) -> np.ndarray:

@@ -14,13 +14,14 @@ from pipeline.labels.functions import WeakLabeler
 class DictionaryClassifier(ThemeClassifier):
     method = "dictionary"
 
-    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None):
+    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None, contexts=None, dev_contexts=None):
         self.info["train_rows"] = len(texts)
         if dev_texts:
             self.tune_thresholds(dev_texts, dev_targets)
         return self
 
-    def predict_scores(self, texts: list[str]) -> np.ndarray:
+    def predict_scores(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
+        """Keywords of the paragraph alone: a title or heading naming a theme says nothing of the paragraph."""
         _, scores = WeakLabeler(self.codebook).label(list(texts), [[] for _ in texts])
         return scores
 

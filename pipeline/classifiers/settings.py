@@ -28,6 +28,9 @@ class BaselineSettings(Settings):
     max_features: int = setting(200_000, ge=1)
     C: float = setting(1.0, gt=0)  # inverse regularisation strength
     threshold_ceiling: float = setting(0.4, gt=0, le=1)  # highest per-theme threshold dev tuning may pick
+    context_weight: float = setting(0.3, ge=0, le=10)  # of the title + headings block (word n-grams); 0: text only
+    context_dropout: float = setting(0.5, ge=0, lt=1)  # share of training rows fitted without their context
+    calibration_folds: int = setting(5, ge=0, le=20)  # real train scored out of fold for calibration; 0: real dev only
     seed: int = setting(0, ge=0, le=SEED_MAX)
 
     def __post_init__(self):

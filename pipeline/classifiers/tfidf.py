@@ -1,12 +1,15 @@
-"""The TF-IDF baseline: character n-grams + jieba word n-grams, one logistic regression per theme
+"""The TF-IDF baseline: character n-grams + jieba word n-grams of the paragraph, and word n-grams of its
+context (document title and headings, weighted `context_weight`), one logistic regression per theme
 (one-vs-rest, class-balanced), per-theme thresholds tuned on dev. Silver targets (probabilities) are
-thresholded at 0.5 and enter with their row weight scaled by their confidence.
+thresholded at 0.5 and enter with their row weight scaled by their confidence. A paragraph scored
+without its context gets no context features (nothing learnt from titles is assumed).
 
 A saved model is data only, so loading one can never run code (no pickle):
   tfidf.json         the vocabularies in column order (character n-grams as strings, word n-grams as
-                     lists of words) and the score of each theme that had a single class in training
-  tfidf.safetensors  `chars.idf`, `words.idf`, `coef` (themes × features: characters, then words)
-                     and `intercept`, float64
+                     lists of words; `context_ngrams` and `context_weight` when trained with contexts)
+                     and the score of each theme that had a single class in training
+  tfidf.safetensors  `chars.idf`, `words.idf` (and `context.idf`), `coef` (themes × features:
+                     characters, words, context) and `intercept`, float64
 
 Scoring computes what scikit-learn's TfidfVectorizer(sublinear_tf=True) and
 LogisticRegression.predict_proba compute, for a whole batch at once in numpy: each text is cut into
@@ -213,20 +216,29 @@ class TfidfClassifier(ThemeClassifier):
 
     def __init__(self, codebook, params=None):
         super().__init__(codebook, asdict(build_settings(BaselineSettings, params, "baseline")))
-        self.blocks: list[NgramBlock] = []  # characters, then words
+        self.blocks: list[NgramBlock] = []  # characters, words, and the context's words when trained with contexts
+        self.context_weight = 0.0  # the context block's scale (its rows are unit length, as the text blocks')
         self.coef = np.zeros((len(self.themes), 0))  # themes × features of all blocks
         self.intercept = np.zeros(len(self.themes))
         self.block_coefs: list[np.ndarray] = []  # each block's features × themes, contiguous for the matmul
         self.constant_scores: dict[str, float] = {}  # a theme with one class in training scores that class
 
-    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None):
+    def fit(self, texts, targets, dev_texts=None, dev_targets=None, weights=None, contexts=None, dev_contexts=None):
         from sklearn.linear_model import LogisticRegression
 
         p = self.params
         weights = np.ones(len(texts)) if weights is None else np.asarray(weights, dtype=float)
         self.blocks = [CharNgrams.fit(texts, p["char_ngrams"], p["min_df"], p["max_features"]),
                        WordNgrams.fit(texts, p["word_ngrams"], p["min_df"])]
-        x = self._features(texts)
+        self.context_weight = 0.0
+        if contexts is not None and p["context_weight"] > 0 and any(contexts):
+            # some rows learn without their context, so that the text's own features keep their weight for
+            # paragraphs that come without one (classify input with text alone)
+            dropped = np.random.default_rng(p["seed"]).random(len(texts)) < p["context_dropout"]
+            contexts = ["" if drop else context for context, drop in zip(contexts, dropped)]
+            self.blocks.append(WordNgrams.fit(contexts, p["word_ngrams"], p["min_df"]))
+            self.context_weight = float(p["context_weight"])
+        x = self._features(texts, contexts)
         coef, intercept = np.zeros((len(self.themes), x.shape[1])), np.zeros(len(self.themes))
         self.constant_scores = {}
         for j, theme in enumerate(self.themes):
@@ -241,26 +253,39 @@ class TfidfClassifier(ThemeClassifier):
         self._set_weights(coef, intercept)
         self.info.update({"train_rows": len(texts), "features": int(x.shape[1])})
         if dev_texts:
-            self.tune_thresholds(dev_texts, dev_targets)
+            self.tune_thresholds(dev_texts, dev_targets, dev_contexts=dev_contexts)
         return self
 
-    def _features(self, texts: list[str]) -> sparse.csr_matrix:
-        return sparse.hstack([block.transform(texts) for block in self.blocks], format="csr")
+    def _block_inputs(self, texts: list[str], contexts: list[str] | None):
+        """(block index, its inputs, its scale) of every block that has inputs: no contexts, no context block."""
+        yield 0, texts, 1.0  # characters
+        yield 1, texts, 1.0  # words
+        if len(self.blocks) > 2 and contexts is not None:
+            yield 2, list(contexts), self.context_weight
+
+    def _features(self, texts: list[str], contexts: list[str] | None = None) -> sparse.csr_matrix:
+        parts = [self.blocks[i].transform(inputs) * scale for i, inputs, scale in self._block_inputs(texts, contexts)]
+        if len(self.blocks) > len(parts):  # the context block's columns, empty
+            parts.append(sparse.csr_matrix((len(texts), len(self.blocks[-1].features))))
+        return sparse.hstack(parts, format="csr")
 
     def _set_weights(self, coef: np.ndarray, intercept: np.ndarray) -> None:
         self.coef, self.intercept = coef, intercept
         ends = np.cumsum([len(block.features) for block in self.blocks])
         self.block_coefs = [np.ascontiguousarray(part.T) for part in np.split(coef, ends[:-1], axis=1)]
 
-    def predict_scores(self, texts: list[str]) -> np.ndarray:
+    def predict_scores(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         if not self.blocks:
             raise RuntimeError("the baseline model is not trained: call fit() or load a saved model")
         texts = list(texts)
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
         scores = np.zeros((len(texts), len(self.themes)))
         for start in range(0, len(texts), BATCH):
             batch = texts[start:start + BATCH]
-            logits = self.intercept + sum(block.transform(batch) @ coef
-                                          for block, coef in zip(self.blocks, self.block_coefs))
+            batch_contexts = None if contexts is None else contexts[start:start + BATCH]
+            logits = self.intercept + sum(scale * (self.blocks[i].transform(inputs) @ self.block_coefs[i])
+                                          for i, inputs, scale in self._block_inputs(batch, batch_contexts))
             scores[start:start + BATCH] = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))  # predict_proba
         for theme, value in self.constant_scores.items():
             scores[:, self.themes.index(theme)] = value
@@ -269,12 +294,15 @@ class TfidfClassifier(ThemeClassifier):
     def save_weights(self, directory: Path) -> None:
         from safetensors.numpy import save
 
-        chars, words_ = self.blocks
-        io.write_text(directory / VOCABULARY_FILE, json.dumps(
-            {"format": FORMAT, "char_ngrams": chars.features, "word_ngrams": words_.features,
-             "constant_scores": self.constant_scores}, ensure_ascii=False))
-        io.write_bytes(directory / WEIGHTS_FILE, save({"chars.idf": chars.idf, "words.idf": words_.idf,
-                                                        "coef": self.coef, "intercept": self.intercept}))
+        chars, words_, *context = self.blocks
+        vocabulary = {"format": FORMAT, "char_ngrams": chars.features, "word_ngrams": words_.features,
+                      "constant_scores": self.constant_scores}
+        tensors = {"chars.idf": chars.idf, "words.idf": words_.idf, "coef": self.coef, "intercept": self.intercept}
+        if context:
+            vocabulary.update(context_ngrams=context[0].features, context_weight=self.context_weight)
+            tensors["context.idf"] = context[0].idf
+        io.write_text(directory / VOCABULARY_FILE, json.dumps(vocabulary, ensure_ascii=False))
+        io.write_bytes(directory / WEIGHTS_FILE, save(tensors))
 
     def load_weights(self, directory: Path) -> None:
         """Rebuild the model from its two files; a ModelError names the file that is wrong and how."""
@@ -284,7 +312,9 @@ class TfidfClassifier(ThemeClassifier):
         try:
             self.blocks = [CharNgrams(vocabulary["char_ngrams"], tensors["chars.idf"]),
                            WordNgrams(vocabulary["word_ngrams"], tensors["words.idf"])]
-        except ValueError as err:
+            if "context_ngrams" in vocabulary:
+                self.blocks.append(WordNgrams(vocabulary["context_ngrams"], tensors["context.idf"]))
+        except (ValueError, KeyError) as err:
             raise ModelError(f"{vocabulary_file} (with {weights_file.name}): {err}; {RETRAIN}") from None
         n_features = sum(len(block.features) for block in self.blocks)
         if tensors["coef"].shape != (len(self.themes), n_features) or tensors["intercept"].shape != (len(self.themes),):
@@ -293,6 +323,7 @@ class TfidfClassifier(ThemeClassifier):
                              f"features of {vocabulary_file.name}; {RETRAIN}")
         self._set_weights(tensors["coef"], tensors["intercept"])
         self.constant_scores = vocabulary["constant_scores"]
+        self.context_weight = float(vocabulary.get("context_weight", 0.0))
 
 
 def _read_vocabulary(path: Path, themes: list[str]) -> dict:
@@ -307,6 +338,9 @@ def _read_vocabulary(path: Path, themes: list[str]) -> dict:
         problem = "'char_ngrams' and 'word_ngrams' must be lists"
     elif not all(isinstance(f, str) for f in vocabulary["char_ngrams"]):
         problem = "a character n-gram is not a string"
+    elif "context_ngrams" in vocabulary and not (isinstance(vocabulary["context_ngrams"], list)
+                                                 and _is_weight(vocabulary.get("context_weight"))):
+        problem = "'context_ngrams' must be a list, with a 'context_weight' between 0 and 10"
     elif not (isinstance(vocabulary.get("constant_scores"), dict)
               and all(t in themes and v in (0, 1) for t, v in vocabulary["constant_scores"].items())):
         problem = "'constant_scores' must map theme ids to 0 or 1"
@@ -323,10 +357,15 @@ def _read_weights(path: Path) -> dict[str, np.ndarray]:
         tensors = load(path.read_bytes())
     except (OSError, SafetensorError) as err:
         raise ModelError(f"{path} is unreadable or truncated ({err}); {RETRAIN}") from None
-    expected = {"chars.idf": 1, "words.idf": 1, "coef": 2, "intercept": 1}
+    expected = {"chars.idf": 1, "words.idf": 1, "coef": 2, "intercept": 1,
+                **({"context.idf": 1} if "context.idf" in tensors else {})}
     wrong = [name for name, ndim in expected.items() if name not in tensors or tensors[name].ndim != ndim
              or tensors[name].dtype != np.float64 or not np.isfinite(tensors[name]).all()]
     if wrong:
         raise ModelError(f"{path}: tensor '{wrong[0]}' is missing or not finite float64 of {expected[wrong[0]]} "
                          f"dimension(s); {RETRAIN}")
     return tensors
+
+
+def _is_weight(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 10

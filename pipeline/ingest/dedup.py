@@ -5,11 +5,14 @@ stable input order) is kept and the others point at it.
 
 datasketch is imported when the first near-duplicate sketch is checked, not with this module: its
 package imports scipy (half a second), which commands that never look for near duplicates (classify,
-refresh, a headline archive with `dedup: same_date`) should not pay.
+refresh, a headline archive with `dedup: same_date`) should not pay. A run that will look for them
+starts that import in a thread (`load_index_early`), so it overlaps reading the first files.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -98,6 +101,11 @@ class Deduplicator:
         self.exact: dict[str, str] = {}
         self.lsh = None  # datasketch's MinHashLSH, made for the first sketch
         self.signatures: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def load_index_early() -> None:
+        """Import datasketch in a thread now: `check` then finds it loaded, or waits for the import to end."""
+        threading.Thread(target=importlib.import_module, args=("datasketch",), name="import datasketch").start()
 
     def check(self, doc_id: str, text_hash: str, sketch: Sketch | None) -> Duplicate | None:
         """None if the document is new (it is then remembered), else the duplicate it is of; without a

@@ -6,6 +6,13 @@ bomb the size checks let through), crash (a parser bug) or exhaust memory costs 
 rejected with the reason, never the run. One child serves all the files its parent reads and is replaced
 after a file that killed or outlasted it. Requests and results travel as JSON lines, so nothing read
 from a file is ever unpickled.
+
+Plain text (.txt, .md) and record files (.jsonl, .csv) that no `ingest.sources` layout claims are read in
+the calling process instead: their readers are this package's own code over the standard library (and
+charset-normalizer on at most 200 kB), bounded by the file's size (ingest.max_file_mb), so they can
+neither hang nor crash it, and the child's start and the JSON transport of their text (a quarter of
+parse's time on plain text: docs/benchmarks.md) would buy nothing. `ingest.max_seconds_per_file`
+applies to what the child reads: HTML, docx, PDF and archive layouts.
 """
 from __future__ import annotations
 
@@ -24,9 +31,11 @@ from pathlib import Path
 
 import pipeline
 from pipeline.config import IngestSettings, build_settings
-from pipeline.ingest.readers import RawDocument, ReadWarning, RejectedRecord, read_source
+from pipeline.ingest.layouts import match_layout
+from pipeline.ingest.readers import FORMATS, RawDocument, ReadWarning, RejectedRecord, read_source
 
 STARTUP_SECONDS = 120.0  # a child's imports on a loaded machine; not charged to any file
+IN_PROCESS_FORMATS = ("txt", "records")  # read by the caller (module docstring), unless a layout claims them
 ITEM_KINDS = {"document": RawDocument, "rejected": RejectedRecord, "warning": ReadWarning}
 
 
@@ -120,8 +129,16 @@ atexit.register(_READER.close)
 
 
 def read_guarded(path: Path, shown: str, settings: IngestSettings) -> list:
-    """The items of one file as `read_source` gives them, read in this process's reader child."""
+    """The items of one file as `read_source` gives them: read in this process's reader child, or here for
+    the formats whose readers cannot hang (IN_PROCESS_FORMATS)."""
+    if reads_in_process(path, settings):
+        return list(read_source(path, shown, settings))
     return _READER.read(path, shown, settings)
+
+
+def reads_in_process(path: Path, settings: IngestSettings) -> bool:
+    return (FORMATS.get(path.suffix.lower()) in IN_PROCESS_FORMATS
+            and match_layout(path.absolute(), settings.sources) is None)
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,13 +8,12 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline import io
@@ -24,10 +23,14 @@ from pipeline.engines import Engine
 from pipeline.ingest import metadata
 from pipeline.ingest.dedup import Deduplicator, Sketch, content_hash, minhash
 from pipeline.ingest.junk import JunkRules
+from pipeline.ingest.layouts import match_layout
 from pipeline.ingest.guard import read_guarded
 from pipeline.ingest.normalize import (count_cjk, has_surrogates, normalize_text, printable_path, to_simplified,
                                        without_surrogates)
 from pipeline.ingest.readers import RawDocument, ReadWarning, RejectedRecord, join_wrapped_lines
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("pipeline.ingest")
 
@@ -35,16 +38,26 @@ DOCUMENTATION_NAMES = {"readme.md", "readme.txt"}  # documentation beside the co
 MAX_LINE_CHARS = 200_000  # a "document" on one line longer than this is a dump, not a paper
 NOT_PER_FILE = ("raw_dir", "out_dir", "workers")  # settings that change no single file's result
 READER_LIBRARIES = ("trafilatura", "lxml", "python-docx", "pypdfium2", "charset-normalizer", "opencc")
+# `workers: 0` starts a process per core only for this much to read: each imports the readers, loads jieba's
+# dictionary and sends its results back, which up to ~8 MB saves no time, only costs CPU (docs/benchmarks.md)
+PER_CORE_MIN_MB = 16
+FILES_PER_BATCH = 16  # files a worker gets at once: 30 MB of text parsed 15% faster than with batches of 4
 
-DOCUMENT_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("path", pa.string()), ("record", pa.int64()), ("format", pa.string()),
-    ("encoding", pa.string()), ("title", pa.string()), ("title_rule", pa.string()),
-    ("date", pa.string()), ("date_rule", pa.string()), ("year", pa.int64()),
-    ("source", pa.string()), ("source_rule", pa.string()), ("doc_type", pa.string()),
-    ("doc_type_rule", pa.string()), ("text", pa.string()), ("n_chars", pa.int64()),
-    ("junk_lines", pa.int64()), ("simplified", pa.bool_()), ("content_hash", pa.string()),
-    ("url", pa.string()), ("extra", pa.string()),  # extra: JSON object of an archive layout's other fields
-])
+
+def document_schema():
+    """documents.parquet's columns. pandas and pyarrow are imported where tables are made, not with this
+    module: `parse` makes none, and its start-up is part of its speed."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("doc_id", pa.string()), ("path", pa.string()), ("record", pa.int64()), ("format", pa.string()),
+        ("encoding", pa.string()), ("title", pa.string()), ("title_rule", pa.string()),
+        ("date", pa.string()), ("date_rule", pa.string()), ("year", pa.int64()),
+        ("source", pa.string()), ("source_rule", pa.string()), ("doc_type", pa.string()),
+        ("doc_type_rule", pa.string()), ("text", pa.string()), ("n_chars", pa.int64()),
+        ("junk_lines", pa.int64()), ("simplified", pa.bool_()), ("content_hash", pa.string()),
+        ("url", pa.string()), ("extra", pa.string()),  # extra: JSON object of an archive layout's other fields
+    ])
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Prepared:
     warning: ReadWarning | None = None
     junk: Counter | None = None
     sketch: Sketch | None = None
+    derived: list | None = None  # `DocumentBuilder.then` of the document (parse: its paragraphs)
 
 
 @dataclass
@@ -137,10 +151,11 @@ def _not_a_file(path: Path) -> str | None:
 class DocumentBuilder:
     """Turns raw documents into normalised, junk-free documents with metadata (picklable for workers)."""
 
-    def __init__(self, settings: IngestSettings):
+    def __init__(self, settings: IngestSettings, then: Callable[[dict], list] | None = None):
         self.settings = settings
         self.junk = JunkRules.load(settings.junk_rules or None)
         self.sidecar = metadata.SidecarMetadata(settings.metadata_csv)
+        self.then = then  # run on each document where its file is read, so in the workers too
 
     @cached_property
     def version(self) -> str:
@@ -224,7 +239,8 @@ class DocumentBuilder:
             document = {key: without_surrogates(value) if isinstance(value, str) else value  # a JSON "\\ud800"
                         for key, value in document.items()}
         return Prepared(document=document, junk=Counter(rule for rule, _ in junk.removed),
-                        sketch=minhash(body, self.settings.dedup) if raw.dedup == "near" else None)
+                        sketch=minhash(body, self.settings.dedup) if raw.dedup == "near" else None,
+                        derived=None if self.then is None else self.then(document))
 
     @staticmethod
     def _reject(raw: RawDocument, reason: str) -> Prepared:
@@ -263,7 +279,8 @@ class DocumentBuilder:
 def prepare_all(sources: list[tuple[Path, str]], builder: DocumentBuilder, engine: Engine,
                 cache: ResultCache | None = None) -> Iterator[Prepared]:
     """Prepared documents in input order, on `engine`; files unchanged since a cached run are not read."""
-    for prepared in cached_map(builder.prepare_file, lambda: sources, builder.cache_key, cache, engine):
+    for prepared in cached_map(builder.prepare_file, lambda: sources, builder.cache_key, cache, engine,
+                               batch=FILES_PER_BATCH):
         yield from prepared
 
 
@@ -278,18 +295,28 @@ class IngestResult:
 
 
 def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engine: Engine | None = None,
-           cache: ResultCache | None = None, unusable: Iterable[RejectedRecord] = ()) -> IngestResult:
+           cache: ResultCache | None = None, unusable: Iterable[RejectedRecord] = (),
+           then: Callable[[dict], list] | None = None) -> IngestResult:
     """Stream documents of `sources` into `sink(document)`; duplicates, rejections (with `unusable`,
     what `find_sources` could not read) and warnings are collected. Files are prepared on `engine`
-    (default: `settings.workers` local processes), reusing `cache`."""
-    builder = DocumentBuilder(settings)
+    (default: `settings.workers` local processes), reusing `cache`. With `then`, a function of a
+    document that runs where the document is prepared (in parallel with the rest), `sink` gets
+    `(document, then(document))`; its results are not cached, so it goes without `cache`."""
+    if then is not None and cache is not None:
+        raise ValueError("ingest: the results of `then` are not cached; pass no cache with it")
+    builder = DocumentBuilder(settings, then)
     dedup = Deduplicator(settings.dedup)
+    if any(layout is None or layout.dedup == "near"
+           for layout in (match_layout(path, settings.sources) for path, _ in sources)):
+        dedup.load_index_early()
     rejected, warnings, duplicates = [], [], []
     formats, junk, kept, simplified = Counter(), Counter(), 0, 0
     started = time.perf_counter()
     progress = tqdm(total=len(sources), desc="ingest", unit="file", disable=None)
     last_path = None
     engine = engine or Engine(processes=settings.workers)
+    if engine.kind == "local" and engine.processes == 0 and _megabytes(sources) < PER_CORE_MIN_MB:
+        engine = dataclasses.replace(engine, processes=1)
     for problem in unusable:
         log.warning("ingest: rejected %s: %s", problem.path, problem.reason)
         rejected.append(_problem_row(problem.path, problem.reason))
@@ -315,7 +342,10 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
             else:
                 kept += 1
                 simplified += doc["simplified"]
-                sink(doc)
+                if then is None:
+                    sink(doc)
+                else:
+                    sink(doc, item.derived)
         if file_path != last_path:
             progress.update(1)
             last_path = file_path
@@ -331,6 +361,16 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
     return IngestResult(kept, rejected, duplicates, report, time.perf_counter() - started, warnings)
 
 
+def _megabytes(sources: list[tuple[Path, str]]) -> float:
+    total = 0
+    for path, _ in sources:
+        try:
+            total += path.stat().st_size
+        except OSError:  # read_source rejects it, with the reason
+            pass
+    return total / 2**20
+
+
 def _problem_row(path: str, reason: str) -> dict:
     """A rejected.csv row; an exception's message may quote a name's undecodable bytes."""
     return {"path": without_surrogates(path), "reason": without_surrogates(reason)}
@@ -339,6 +379,8 @@ def _problem_row(path: str, reason: str) -> dict:
 def problem_table(result: IngestResult) -> pd.DataFrame:
     """rejected.csv: every file or record not used (status `rejected`), then every document kept whose
     reader could not be sure it read all of it, or read it as written (status `warning`)."""
+    import pandas as pd
+
     rows = [{**row, "status": "rejected"} for row in result.rejected]
     rows += [{**row, "status": "warning"} for row in result.warnings]
     return pd.DataFrame(rows, columns=["path", "reason", "status"])
@@ -347,9 +389,11 @@ def problem_table(result: IngestResult) -> pd.DataFrame:
 def run(settings: IngestSettings, engine: Engine | None = None,
         cache: ResultCache | None = None) -> IngestResult:
     """The DVC stage: ingest `settings.raw_dir` into `settings.out_dir`."""
+    import pandas as pd
+
     out = Path(settings.out_dir)
     sources = find_sources([settings.raw_dir], settings.metadata_csv)
-    with io.ParquetStream(out / "documents.parquet", DOCUMENT_SCHEMA) as stream:
+    with io.ParquetStream(out / "documents.parquet", document_schema()) as stream:
         result = ingest(sources.files, settings, stream.write, engine, cache, sources.unusable)
         if result.documents == 0:
             raise SystemExit(f"ingest: no usable document in {settings.raw_dir} "

@@ -36,6 +36,7 @@ from pipeline.config import Settings, setting
 from pipeline.exports import write_csv
 from pipeline.ingest.readers import Rejected, decode_bytes
 from pipeline.labels.gold import targets
+from pipeline.text import frame_contexts
 
 log = logging.getLogger("pipeline.annotate")
 CSV_COLUMNS = ["para_id", "title", "year", "heading", "text", "themes", "primary", "note", "annotator"]
@@ -150,7 +151,7 @@ def export(settings: AnnotateSettings, n: int | None = None, model_dir: str | No
         from pipeline.classifiers.base import load_model
 
         model = load_model(model_dir, codebook)
-        suggestions, thresholds, version = model.theme_scores(paragraphs["text"].tolist()), model.thresholds, model_dir
+        suggestions, thresholds, version = model.theme_scores(paragraphs["text"].tolist(), frame_contexts(paragraphs)), model.thresholds, model_dir
         # closest to a threshold = least sure; the paragraph's most uncertain theme counts
         uncertainty = 1 - np.abs(suggestions - thresholds[None, :]).min(axis=1)
     picked = fair_sample(_likely_themes(paragraphs, weak, codebook.ids), paragraphs["year"],

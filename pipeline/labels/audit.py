@@ -28,6 +28,7 @@ from pipeline.labels.annotate import (AnnotateSettings, AnnotationError, body_pa
                                       fair_sample, interval, parse_jsonl, resample_counts, sample_size, validate,
                                       write_tasks)
 from pipeline.labels.gold import targets
+from pipeline.text import frame_contexts
 
 log = logging.getLogger("pipeline.audit")
 SAMPLE_FILE = "sample.json"
@@ -54,7 +55,7 @@ def load_predictions(settings: AnnotateSettings, codebook: Codebook, model_dir: 
         from pipeline.classifiers.base import load_model
 
         model = load_model(model_dir, codebook)
-        scores = model.theme_scores(paragraphs["text"].tolist())
+        scores = model.theme_scores(paragraphs["text"].tolist(), frame_contexts(paragraphs))
         predicted, para_ids = scores >= model.thresholds[None, :], paragraphs["para_id"]
         origin = {"predictions": f"{model_dir} (scored by this command)", "model": str(model_dir),
                   "method": model.method}

@@ -23,6 +23,7 @@ from pipeline import io
 from pipeline.codebook import load_codebook
 from pipeline.config import Settings, SettingsError, setting
 from pipeline.labels.gold import load_gold, load_real_corpus, load_training_corpus, match_gold, targets
+from pipeline.text import frame_contexts
 
 log = logging.getLogger("pipeline.labels")
 SPLITS = ("train", "dev", "test")
@@ -54,13 +55,13 @@ class SplitSettings(Settings):
                                     f"shares that add up to less than 1, e.g. {dev}: 0.15, {test}: 0.15")
 
 
-def _rank(doc_id: str, seed: int) -> str:
+def seeded_rank(doc_id: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{doc_id}".encode()).hexdigest()
 
 
 def assign_by_share(doc_ids, dev_share: float, test_share: float, seed: int) -> dict[str, str]:
     """Documents ordered by a seeded hash; the first test_share go to test, the next dev_share to dev."""
-    ordered = sorted(set(doc_ids), key=lambda d: _rank(d, seed))
+    ordered = sorted(set(doc_ids), key=lambda d: seeded_rank(d, seed))
     n_test, n_dev = round(len(ordered) * test_share), round(len(ordered) * dev_share)
     return {d: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, d in enumerate(ordered)}
 
@@ -71,7 +72,7 @@ def split_of_date(date: str, dev_share: float, test_share: float, seed: int) -> 
     Holding out whole dates keeps all paragraphs of one article, and every article of one day's news,
     in one split, so test paragraphs never share a story with training ones; `pretrain` leaves these
     dates out of its corpus for the same reason."""
-    bucket = int(_rank(str(date), seed)[:8], 16) / 16**8
+    bucket = int(seeded_rank(str(date), seed)[:8], 16) / 16**8
     return "test" if bucket < test_share else "dev" if bucket < test_share + dev_share else "train"
 
 
@@ -82,7 +83,7 @@ def assign_by_year(doc_years: dict[str, int | None], seed: int) -> dict[str, str
         by_year.setdefault(year, []).append(doc_id)
     out = {}
     for docs in by_year.values():
-        ordered = sorted(docs, key=lambda d: _rank(d, seed))
+        ordered = sorted(docs, key=lambda d: seeded_rank(d, seed))
         for i, doc_id in enumerate(ordered):
             out[doc_id] = ("test", "dev")[i] if len(ordered) >= 3 and i < 2 else "train"
     return out
@@ -158,7 +159,7 @@ def _silver(settings: SplitSettings, paragraphs: pd.DataFrame, gold: pd.DataFram
     held_out_docs = {d for d, s in split_of.items() if s != "train"}
     silver = weak[~weak["para_id"].isin(gold_ids) & ~weak["doc_id"].isin(held_out_docs)]
     if len(silver) > coded_rows:  # silver is never the majority of training rows
-        keep = sorted(silver["para_id"], key=lambda p: _rank(p, settings.seed))[:coded_rows]
+        keep = sorted(silver["para_id"], key=lambda p: seeded_rank(p, settings.seed))[:coded_rows]
         log.info("split: silver capped at %d of %d rows (the coded rows' count)", coded_rows, len(silver))
         silver = silver[silver["para_id"].isin(set(keep))]
     silver = silver.merge(paragraphs[["para_id", "text", "heading_path"]], on="para_id")
@@ -169,9 +170,12 @@ def _silver(settings: SplitSettings, paragraphs: pd.DataFrame, gold: pd.DataFram
 
 def _frame(source: pd.DataFrame, origin: str, split_of: dict, ids: list[str], target: np.ndarray,
            weight: float = 1.0) -> pd.DataFrame:
+    heading_paths = [list(h) if isinstance(h, (list, tuple, np.ndarray)) else [] for h in source["heading_path"]]
     frame = pd.DataFrame({
         "id": source["id"].to_numpy(), "doc_id": source["doc_id"].to_numpy(), "text": source["text"].to_numpy(),
-        "heading_path": [list(h) if isinstance(h, (list, tuple, np.ndarray)) else [] for h in source["heading_path"]],
+        "heading_path": heading_paths,
+        "context": frame_contexts(pd.DataFrame({"title": source["title"].to_numpy() if "title" in source else None,
+                                                "heading_path": heading_paths})),
         "year": pd.array(source["year"].to_numpy(), dtype="Int64"), "origin": origin,
         "genre": source["genre"].to_numpy() if "genre" in source else None,
         "source": source["source"].to_numpy() if "source" in source else None,
