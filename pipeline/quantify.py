@@ -9,7 +9,8 @@ A classifier that flags some no-theme paragraphs (false positive rate `fpr`) and
 paragraphs (true positive rate `tpr`) reports an observed share `q = tpr·p + fpr·(1 − p)` of a true share
 `p`. Solving for `p` gives the adjusted estimate `(q − fpr) / (tpr − fpr)`, clipped to [0, 1]
 (Forman's adjusted classify-and-count). The rates come from coded paragraphs the model never trained
-on: the real dev split recorded in the model directory (`dev_confusion` in model.json), or the
+on: its calibration rows recorded in the model directory (`dev_confusion` in model.json: the real dev
+split, and for the baseline the real training paragraphs scored out of fold), or the
 researcher's own audit sample of their corpus when there is one (`evaluate --audit`), which measures the
 error where it matters.
 
@@ -66,7 +67,8 @@ def load_error_rates(model_dir: str | Path, themes: list[str], audit_file: str |
     if "dev_confusion" not in card:
         raise ModelError(f"{Path(model_dir) / MODEL_CARD}: has no dev_confusion (trained before error-corrected shares); "
                          "retrain with `dvc repro`, or set trends.correction: none")
-    return ErrorRates.from_counts(card["dev_confusion"], themes, f"real dev split of {model_dir}")
+    return ErrorRates.from_counts(card["dev_confusion"], themes,
+                                  f"real dev split (and real train scored out of fold) of {model_dir}")
 
 
 def load_calibration_se(model_dir: str | Path, themes: list[str]) -> np.ndarray:

@@ -80,7 +80,8 @@ def model_card(method: str, card: dict, dev: dict, evaluation: dict, metric: str
         lines += ["", "## Theme shares: counted vs error-corrected", "",
                   "On the test paragraphs, each theme's share as coded (true), as counted over the thresholds "
                   "(raw), and as `trends` can report it: calibrated probability averaging (pcc, the default) "
-                  "and adjusted classify-and-count with the real-dev error rates (acc). Mean absolute error: "
+                  "and adjusted classify-and-count with the error rates measured where it was calibrated "
+                  "(acc: real dev, and real train out of fold where the method does that). Mean absolute error: "
                   f"raw {quantification['mean_abs_error_raw']:.4f}, pcc {quantification['mean_abs_error_pcc']:.4f}, "
                   f"acc {quantification['mean_abs_error_acc']:.4f}.", "",
                   "| theme | true | raw | pcc | acc |", "|---|---|---|---|---|"]

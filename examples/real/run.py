@@ -43,11 +43,14 @@ def unpack(corpus: str, shared: Path) -> str:
     if missing:
         raise SystemExit(f"run: {', '.join(missing)} not found: pass --shared with the folder that holds the "
                          "corpora (../shared/corpora in the project's layout)")
-    stamp = [{"file": p.name, "bytes": p.stat().st_size, "mtime": int(p.stat().st_mtime)} for p in sources]
+    # name and size: a remounted ../shared changes mtimes, not the archive
+    stamp = [{"file": p.name, "bytes": p.stat().st_size} for p in sources]
     marker = raw / MARKER
-    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
+    if marker.is_file() and [{k: e[k] for k in ("file", "bytes")} for e in
+                             json.loads(marker.read_text(encoding="utf-8"))] == stamp:
         return "already unpacked"
-    raw.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(raw, ignore_errors=True)  # the archive replaces what was there (days a refresh added included)
+    raw.mkdir(parents=True)
     if isinstance(spec, tuple):
         with tarfile.open(sources[0], "r:xz") as archive:  # only the corpus folder: no LICENSE/README rows
             members = [m for m in archive.getmembers() if m.name.startswith(spec[1])]

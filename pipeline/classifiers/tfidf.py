@@ -284,12 +284,19 @@ class TfidfClassifier(ThemeClassifier):
         for start in range(0, len(texts), BATCH):
             batch = texts[start:start + BATCH]
             batch_contexts = None if contexts is None else contexts[start:start + BATCH]
-            logits = self.intercept + sum(scale * (self.blocks[i].transform(inputs) @ self.block_coefs[i])
+            logits = self.intercept + sum(scale * self._block_logits(i, inputs)
                                           for i, inputs, scale in self._block_inputs(batch, batch_contexts))
             scores[start:start + BATCH] = 1 / (1 + np.exp(-np.clip(logits, -500, 500)))  # predict_proba
         for theme, value in self.constant_scores.items():
             scores[:, self.themes.index(theme)] = value
         return scores
+
+    def _block_logits(self, block: int, inputs: list[str]) -> np.ndarray:
+        if block < 2:
+            return self.blocks[block].transform(inputs) @ self.block_coefs[block]
+        # a document's paragraphs share one context: each distinct context is cut into words and looked up once
+        distinct, inverse = np.unique(np.asarray(inputs, dtype=object), return_inverse=True)
+        return (self.blocks[block].transform(distinct.tolist()) @ self.block_coefs[block])[inverse.reshape(-1)]
 
     def save_weights(self, directory: Path) -> None:
         from safetensors.numpy import save
