@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.config import Settings, setting
+from pipeline.text import HEADING_SEPARATOR
 
 log = logging.getLogger("pipeline.exports")
 
@@ -117,7 +118,7 @@ def flat_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy whose cells a spreadsheet can hold: lists as text, mappings as JSON."""
     flat = frame.copy()
     for column in flat.columns[flat.dtypes.map(_holds_text)]:
-        joiner = " > " if column == "heading_path" else ", "
+        joiner = HEADING_SEPARATOR if column == "heading_path" else ", "
         flat[column] = flat[column].map(functools.partial(_flat_cell, joiner=joiner))
     return flat
 

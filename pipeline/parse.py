@@ -68,7 +68,7 @@ def parse_paths(paths: list[str], ingest_settings: IngestSettings, segment_setti
         raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
     counted = {"paragraphs": 0}
 
-    def sink(document: dict, paragraphs: list) -> None:
+    def sink(paragraphs: list) -> None:
         for paragraph in paragraphs:
             emit(paragraph)
         counted["paragraphs"] += len(paragraphs)

@@ -114,6 +114,7 @@ def cut_at_word_boundary(text: str, limit: int) -> int:
 
 _TITLE_TAGS = re.compile(r"^\s*(?:\[[^\]]*版[：:][^\]]*\]|\[视频\])\s*")  # [04版：要闻], [视频]: not the title's words
 CONTEXT_SEPARATOR = " ｜ "
+HEADING_SEPARATOR = " > "  # a heading path written as one string (exports, annotation sheets, classify input)
 
 
 def paragraph_context(title, heading_path) -> str:
@@ -122,7 +123,7 @@ def paragraph_context(title, heading_path) -> str:
     headings joined by " > "."""
     parts = [_TITLE_TAGS.sub("", title).strip()] if isinstance(title, str) else []
     if isinstance(heading_path, str):
-        heading_path = heading_path.split(" > ")
+        heading_path = heading_path.split(HEADING_SEPARATOR)
     elif heading_path is None or not hasattr(heading_path, "__iter__"):
         heading_path = []
     parts += [h.strip() for h in heading_path if isinstance(h, str)]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.classifiers import classifier_class
 from pipeline.classifiers.base import ThemeClassifier, platt, tune_thresholds
-from pipeline.codebook import load_codebook
+from pipeline.codebook import Codebook, load_codebook
 from pipeline.evaluate import counts, score, theme_matrix
 from pipeline.labels.split import seeded_rank
 from pipeline.text import frame_contexts
@@ -39,14 +39,15 @@ def run(method: str, params: dict | None = None, splits_dir: str = SPLITS_DIR, m
               dev[codebook.ids].to_numpy(), weights=train["weight"].to_numpy(), contexts=frame_contexts(train),
               dev_contexts=frame_contexts(dev))
     real_dev = dev[dev["origin"] == "real"] if (dev["origin"] == "real").any() else dev
-    tune, raw = real_dev, model.predict_scores(real_dev["text"].tolist(), frame_contexts(real_dev))
+    dev_raw = model.predict_scores(real_dev["text"].tolist(), frame_contexts(real_dev))
+    tune, raw = real_dev, dev_raw
     folds = int(model.params.get("calibration_folds", 0))
     if folds and (train["origin"] == "real").any():
-        held_out, held_out_raw = out_of_fold_scores(method, params, train, folds)
+        held_out, held_out_raw = out_of_fold_scores(method, params, codebook, train, folds)
         tune, raw = pd.concat([held_out, tune], ignore_index=True), np.vstack([held_out_raw, raw])
     calibrate(model, tune, raw)
     model.info["calibration_rows"] = {"real dev": len(real_dev), "real train, out of fold": len(tune) - len(real_dev)}
-    dev_scores = model.theme_scores(real_dev["text"].tolist(), frame_contexts(real_dev))
+    dev_scores = platt(dev_raw, model.calibration)
     dev_metrics = score(theme_matrix(real_dev, model.themes), dev_scores >= model.thresholds[None, :], dev_scores,
                         model.themes, real_dev["doc_id"].to_numpy(), n_boot=0)
     model.info["metrics"] = {"dev": {
@@ -63,11 +64,11 @@ def run(method: str, params: dict | None = None, splits_dir: str = SPLITS_DIR, m
     return model
 
 
-def out_of_fold_scores(method: str, params: dict | None, train: pd.DataFrame, folds: int):
+def out_of_fold_scores(method: str, params: dict | None, codebook: Codebook, train: pd.DataFrame, folds: int):
     """The real training paragraphs, each scored by a model fitted without its fold (folds of whole
     documents), and those raw scores: calibration and thresholds learnt from ten times the rows of real
     dev alone, on scores no model saw its own labels for (cross-fitting)."""
-    codebook, seed = load_codebook(), int((params or {}).get("seed", 0))
+    seed = int((params or {}).get("seed", 0))
     real = (train["origin"] == "real").to_numpy()
     fold = np.array([int(seeded_rank(doc, seed)[:8], 16) % folds for doc in train["doc_id"]])
     parts, scores = [], []

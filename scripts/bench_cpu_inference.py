@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from pipeline import io  # noqa: E402
 from pipeline.classifiers.base import load_model  # noqa: E402
-
-REPORTS = ROOT.parent / "shared" / "corpora" / "gov_work_reports_1954-2025.jsonl"
+from pipeline.classifiers.bert import quantized_for_cpu  # noqa: E402
+from bench_classify import REPORTS, real_paragraphs  # noqa: E402  (scripts/ is this script's folder)
 
 
 def main(argv=None) -> int:
@@ -37,16 +36,12 @@ def main(argv=None) -> int:
     if not REPORTS.is_file():
         print(f"skipped: {REPORTS} is absent (the benchmark needs the real reports)")
         return 0
-    pool = [p.strip() for line in REPORTS.open(encoding="utf-8") for p in json.loads(line)["text"].split("\n\n")
-            if p.strip()]
-    rng = random.Random(1)
-    texts = [rng.choice(pool) for _ in range(args.paragraphs)]
+    texts = real_paragraphs(args.paragraphs, seed=1)
     runs = {}
     for mode in ("fp32", "bf16", "int8"):
         model = load_model(args.model)
         model.settings.cpu_inference = mode
-        if mode == "int8":  # what load_weights does for cpu_inference: int8
-            model.model = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
+        model.model = quantized_for_cpu(model.model, mode)  # what loading does with this setting
         cpu, wall = time.process_time(), time.perf_counter()
         scores, themes = model.predict(texts)
         runs[mode] = (scores, themes, len(texts) / (time.process_time() - cpu), len(texts) / (time.perf_counter() - wall))

@@ -46,8 +46,7 @@ def unpack(corpus: str, shared: Path) -> str:
     # name and size: a remounted ../shared changes mtimes, not the archive
     stamp = [{"file": p.name, "bytes": p.stat().st_size} for p in sources]
     marker = raw / MARKER
-    if marker.is_file() and [{k: e[k] for k in ("file", "bytes")} for e in
-                             json.loads(marker.read_text(encoding="utf-8"))] == stamp:
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
         return "already unpacked"
     shutil.rmtree(raw, ignore_errors=True)  # the archive replaces what was there (days a refresh added included)
     raw.mkdir(parents=True)

@@ -525,9 +525,14 @@ class BertClassifier(ThemeClassifier):
                              "`dvc repro -s train_bert`")
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         _set_cpu_threads(self.settings.cpu_threads)
-        if self.settings.cpu_inference == "int8" and not torch.cuda.is_available():
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model.eval()
+        self.model = quantized_for_cpu(model, self.settings.cpu_inference).eval()
+
+
+def quantized_for_cpu(model, cpu_inference: str):
+    """`model` with dynamic int8 linear layers when `cpu_inference` is int8 on a CPU, else unchanged."""
+    if cpu_inference == "int8" and not torch.cuda.is_available():
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
 
 
 def _first_line(err: Exception) -> str:

@@ -13,6 +13,13 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SEED_MAX = 2**32 - 1  # numpy and torch take seeds in [0, 2**32)
 
 
+def check_heads(hidden_size: int, num_heads: int) -> None:
+    """Attention splits the hidden size evenly across the heads."""
+    if hidden_size % num_heads:
+        raise SettingsError("hidden_size", f"{hidden_size} is not a multiple of num_heads ({num_heads})",
+                            f"a multiple of num_heads, e.g. {64 * num_heads} with {num_heads} heads")
+
+
 @dataclass
 class DictionarySettings(Settings):
     """The dictionary method has no settings: the codebook is the model (params.yaml `dictionary: {}`)."""
@@ -56,9 +63,7 @@ class ScratchSettings(Settings):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_heads:
-            raise SettingsError("hidden_size", f"{self.hidden_size} is not a multiple of num_heads "
-                                f"({self.num_heads})", "a multiple of num_heads, e.g. 128 with 4 heads")
+        check_heads(self.hidden_size, self.num_heads)
 
 
 @dataclass
@@ -122,9 +127,7 @@ class PretrainArchitecture(Settings):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_heads:
-            raise SettingsError("hidden_size", f"{self.hidden_size} is not a multiple of num_heads "
-                                f"({self.num_heads})", "a multiple of num_heads, e.g. 256 with 4 heads")
+        check_heads(self.hidden_size, self.num_heads)
 
 
 @dataclass

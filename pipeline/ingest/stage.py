@@ -301,7 +301,7 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
     what `find_sources` could not read) and warnings are collected. Files are prepared on `engine`
     (default: `settings.workers` local processes), reusing `cache`. With `then`, a function of a
     document that runs where the document is prepared (in parallel with the rest), `sink` gets
-    `(document, then(document))`; its results are not cached, so it goes without `cache`."""
+    `then(document)` in place of the document; its results are not cached, so it goes without `cache`."""
     if then is not None and cache is not None:
         raise ValueError("ingest: the results of `then` are not cached; pass no cache with it")
     builder = DocumentBuilder(settings, then)
@@ -342,10 +342,7 @@ def ingest(sources: list[tuple[Path, str]], settings: IngestSettings, sink, engi
             else:
                 kept += 1
                 simplified += doc["simplified"]
-                if then is None:
-                    sink(doc)
-                else:
-                    sink(doc, item.derived)
+                sink(doc if then is None else item.derived)
         if file_path != last_path:
             progress.update(1)
             last_path = file_path

@@ -36,7 +36,7 @@ from pipeline.config import Settings, setting
 from pipeline.exports import write_csv
 from pipeline.ingest.readers import Rejected, decode_bytes
 from pipeline.labels.gold import targets
-from pipeline.text import frame_contexts
+from pipeline.text import HEADING_SEPARATOR, frame_contexts
 
 log = logging.getLogger("pipeline.annotate")
 CSV_COLUMNS = ["para_id", "title", "year", "heading", "text", "themes", "primary", "note", "annotator"]
@@ -125,7 +125,7 @@ def write_tasks(chosen: pd.DataFrame, out_dir: Path, suggested: list[list[str]] 
     for k, para in enumerate(chosen.itertuples(index=False)):
         year = _plain(para.year)
         data = {"para_id": para.para_id, "title": _plain(para.title), "year": int(float(year)) if year else "",
-                "heading": " > ".join(para.heading_path) if para.heading_path is not None else "",
+                "heading": HEADING_SEPARATOR.join(para.heading_path) if para.heading_path is not None else "",
                 "text": para.text}
         task = {"data": data}
         row = {**data, "themes": "", "primary": "", "note": "", "annotator": ""}
