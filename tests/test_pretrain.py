@@ -217,6 +217,24 @@ def test_the_classifier_fine_tunes_the_pretrained_encoder(pretrained, tmp_path, 
     assert card["base_model"]["kind"] == "local" and card["training"]["steps"] == 3
 
 
+def test_layers_the_checkpoint_lacks_are_drawn_at_the_scale_a_small_encoder_trains_from(pretrained):
+    from transformers import AutoModelForMaskedLM
+
+    from pipeline.classifiers.bert import bert_settings, build_model
+    from pipeline.codebook import load_codebook
+
+    _, tmp = pretrained
+    model, _, _ = build_model(bert_settings({"base_model": str(tmp / "model"), "max_length": 32, "stride": 8}), SENTENCES,
+                              load_codebook().ids)
+    pretrained_mlm = AutoModelForMaskedLM.from_pretrained(tmp / "model", local_files_only=True)
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight,
+                       pretrained_mlm.bert.embeddings.word_embeddings.weight.float())  # the encoder is loaded
+    scale = 32 ** -0.5  # MLM pretraining leaves no pooler: it and the theme head are new
+    for layer in (model.bert.pooler.dense, model.classifier):
+        assert 0.75 * scale < layer.weight.std().item() < 1.25 * scale  # not the checkpoint's 0.02
+        assert not layer.bias.any()
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="mlm_probability"):
         pretrain_settings({"mlm_probability": 1.5})
@@ -235,16 +253,14 @@ SHIPPED = ROOT / "models" / "pretrained" / "zh-political-bert-mini"
 
 
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="the shipped encoder is absent")
-def test_the_shipped_encoder_is_the_default_standard_and_small(tmp_path, monkeypatch):
+def test_the_shipped_encoder_is_standard_small_and_fine_tunes(tmp_path, monkeypatch):
     from safetensors import safe_open
 
     from pipeline.classifiers.base import read_card
     from pipeline.classifiers.bert import BertClassifier
-    from pipeline.classifiers.settings import BertSettings
     from pipeline.codebook import load_codebook
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert (ROOT / BertSettings().base_model).resolve() == SHIPPED.resolve()
     assert sum(f.stat().st_size for f in SHIPPED.iterdir()) <= 30 * 2**20
     assert hashlib.sha256((SHIPPED / "vocab.txt").read_bytes()).hexdigest() == STANDARD_VOCAB_SHA256
     with safe_open(str(SHIPPED / "model.safetensors"), "pt") as weights:

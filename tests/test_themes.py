@@ -15,7 +15,7 @@ from pipeline.classifiers.base import ModelError, load_model
 from pipeline.codebook import CodebookError, load_codebook, parse_codebook
 from pipeline.evaluate import score
 from pipeline.labels.functions import WeakLabeler, lf_analysis
-from pipeline.labels.split import SplitSettings, assign_by_year, build_splits
+from pipeline.labels.split import SplitSettings, assign_by_year, build_splits, split_of_date
 
 CODEBOOK = load_codebook()
 CORPUS = [  # (text, themes) written for these tests
@@ -193,6 +193,21 @@ def test_real_paragraphs_are_held_out_by_date_with_every_article_of_that_day(lab
     assert real.groupby("date")["split"].nunique().max() == 1  # a day never spans two splits
     assert real.groupby("doc_id")["split"].nunique().max() == 1
     assert set(real["split"]) == {"train", "dev", "test"}
+
+
+def test_an_article_filed_under_two_dates_goes_to_the_most_held_out_one(labelled_project):
+    settings = split_settings(labelled_project, real_dev_share=0.3, real_test_share=0.3)
+    day_in = {split_of_date(f"2020-03-{d:02d}", 0.3, 0.3, settings.seed): f"2020-03-{d:02d}" for d in range(1, 31)}
+    real_file = labelled_project / "real" / "news.jsonl"
+    rows = [json.loads(line) for line in real_file.read_text().splitlines()]
+    article = [dict(r, date=day_in["train"]) for r in rows if r["doc_id"] == "news-0"]
+    refiled = [dict(r, id=r["id"] + "-refiled", date=day_in["test"]) for r in article]
+    others = [r for r in rows if r["doc_id"] != "news-0"]
+    for order in (article + refiled, refiled + article):  # whichever copy the files list first
+        real_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in others + order))
+        splits = build_splits(settings)
+        assert {name for name, frame in splits.items() if "news-0" in set(frame["doc_id"])} == {"test"}
+        assert (splits["test"]["doc_id"] == "news-0").sum() == len(article) + len(refiled)
 
 
 def test_silver_is_off_by_default_and_never_the_majority_of_training_rows(labelled_project):

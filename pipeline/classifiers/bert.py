@@ -3,13 +3,14 @@
 
 Design:
 
-* Base model (`resolve_base_model`). The default is the encoder shipped in
-  models/pretrained/zh-political-bert-mini (MLM-pretrained on political text by pipeline/pretrain.py,
-  standard Chinese BERT vocabulary). A local directory is loaded as a Hugging Face checkpoint. A hub
-  name is looked up in the local HF cache, then on the hub unless `HF_HUB_OFFLINE` is set, at
-  `revision` when one is pinned; failing both, a `ModelError` says what to set, at once rather than
-  after the hub's retries. `base_model: scratch` builds a tiny BERT whose vocabulary is every
-  character of the training texts (for tests and experiments). The model actually used (name, kind,
+* Base model (`resolve_base_model`). The default, `scratch`, builds a tiny BERT whose vocabulary is
+  every character of the training texts: on a CPU budget it beats our CPU-pretrained encoders on real
+  dev (docs/benchmarks.md). A local directory is loaded as a Hugging Face checkpoint, e.g. the encoder
+  shipped in models/pretrained/zh-political-bert-mini (MLM-pretrained on political text by
+  pipeline/pretrain.py, standard Chinese BERT vocabulary). A hub name is looked up in the local HF
+  cache, then on the hub unless `HF_HUB_OFFLINE` is set, at `revision` when one is pinned; failing
+  both, a `ModelError` says what to set, at once rather than after the hub's retries. Layers the
+  checkpoint lacks are drawn at the scratch scale (`draw_fresh_layers`). The model actually used (name, kind,
   path, resolved hub commit, parameter count) is recorded in `info["base_model"]`, hence in model.json.
 * Long paragraphs. Texts are cut into chunks of `max_length` tokens overlapping by `stride`.
   Training uses every chunk with its paragraph's targets: paragraphs are at most segment.max_chars
@@ -141,8 +142,8 @@ def resolve_base_model(base_model: str, revision: str = "") -> ModelSource:
         return ModelSource(base_model, "local", str(local))
     if _looks_like_path(base_model):
         raise ModelError(f"base model directory '{base_model}' does not exist: fix bert.base_model "
-                         "(a local Hugging Face checkpoint, a hub name, or 'scratch'); the default, "
-                         "models/pretrained/zh-political-bert-mini, ships with the repository")
+                         "(a local Hugging Face checkpoint, a hub name, or 'scratch'); "
+                         "models/pretrained/zh-political-bert-mini ships with the repository")
     cached = _cached_snapshot(base_model, revision)
     if cached:
         return ModelSource(base_model, "hub_cache", cached, revision or None, _snapshot_commit(cached))
@@ -187,6 +188,19 @@ def scratch_config(scratch: ScratchSettings, vocab_size: int, **extra) -> BertCo
                       **extra)
 
 
+def draw_fresh_layers(model, names: list[str]) -> None:
+    """Weights the checkpoint does not hold (the theme head, and the pooler of an MLM-only checkpoint such
+    as ours) drawn as `scratch_config` draws them, std 1/sqrt(hidden): at the checkpoint's 0.02 a small
+    encoder's fresh pooler and head starve the signal (measured: the shipped encoder fine-tuned to real
+    dev macro-F1 0.55 with them, see docs/benchmarks.md)."""
+    std = model.config.hidden_size ** -0.5
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            weight = parameters[name]
+            weight.zero_() if name.endswith("bias") else weight.normal_(0.0, std)
+
+
 def build_model(settings: BertSettings, texts: list[str], themes: list[str]):
     """(model, tokenizer, info) for fine-tuning: the resolved base model with a fresh theme head."""
     source = resolve_base_model(settings.base_model, settings.revision)
@@ -203,15 +217,16 @@ def build_model(settings: BertSettings, texts: list[str], themes: list[str]):
             tokenizer = AutoTokenizer.from_pretrained(where, **hub)
             # ignore_mismatched_sizes: a checkpoint fine-tuned for other labels still gives its encoder;
             # float32: checkpoints shipped in fp16 (ours) are trained in full precision
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
                 where, attn_implementation="sdpa", ignore_mismatched_sizes=True, dtype=torch.float32,
-                **hub, **labels)
+                output_loading_info=True, **hub, **labels)
         except (OSError, ValueError) as err:
             if source.kind == "hub":
                 raise ModelError(f"model '{source.name}' not found locally nor fetched from the hub "
                                  f"({type(err).__name__}: {err}): set bert.base_model to a local directory "
                                  "(a Hugging Face checkpoint) or to 'scratch'") from None
             raise ModelError(f"cannot load base model '{source.name}' from '{where}': {err}") from None
+        draw_fresh_layers(model, sorted(set(loading["missing_keys"]) | {k for k, *_ in loading["mismatched_keys"]}))
         if source.kind == "hub":  # now downloaded: record the snapshot (and so the commit) it came from
             path = _cached_snapshot(source.name, source.revision or "")
             source = ModelSource(source.name, source.kind, path, source.revision, _snapshot_commit(path))

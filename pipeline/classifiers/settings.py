@@ -89,8 +89,8 @@ class TrainLoopSettings(Settings):
 class BertSettings(TrainLoopSettings):
     live_dir: str = "dvclive/train_bert"
     checkpoint_dir: str = setting("models/.bert_checkpoints", nonempty=True)
-    # the shipped pretrained encoder | a local HF checkpoint dir | a hub name | scratch (tiny, untrained)
-    base_model: str = setting("models/pretrained/zh-political-bert-mini", nonempty=True)
+    # scratch (tiny, character vocabulary) | a local HF checkpoint dir (the shipped pretrained encoder) | a hub name
+    base_model: str = setting("scratch", nonempty=True)
     revision: str = ""  # with a hub name: the commit (or tag) to load; the commit used goes to model.json
     max_steps: int = setting(0, ge=0)  # optimizer steps at most (0: `epochs` decide)
     max_minutes: float = setting(0, ge=0)  # training time at most (0: no limit); ends with a dev evaluation
