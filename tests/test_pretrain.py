@@ -224,8 +224,8 @@ def test_layers_the_checkpoint_lacks_are_drawn_at_the_scale_a_small_encoder_trai
     from pipeline.codebook import load_codebook
 
     _, tmp = pretrained
-    model, _, _ = build_model(bert_settings({"base_model": str(tmp / "model"), "max_length": 32, "stride": 8}), SENTENCES,
-                              load_codebook().ids)
+    settings = bert_settings({"base_model": str(tmp / "model"), "max_length": 32, "stride": 8})
+    model, _, _ = build_model(settings, SENTENCES, load_codebook().ids)
     pretrained_mlm = AutoModelForMaskedLM.from_pretrained(tmp / "model", local_files_only=True)
     assert torch.equal(model.bert.embeddings.word_embeddings.weight,
                        pretrained_mlm.bert.embeddings.word_embeddings.weight.float())  # the encoder is loaded
