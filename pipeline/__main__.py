@@ -105,6 +105,14 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _distill(args) -> int:
+    from pipeline import distill
+
+    distill.run(distill.distill_settings(config.load_params(args.params).get("distill"), f"{args.params}:distill"),
+                args.params)
+    return 0
+
+
 def _predict(args) -> int:
     from pipeline import predict
 
@@ -197,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("dictionary", _train("dictionary"), "stage: the codebook-keyword method → models/dictionary"),
         ("baseline", _train("baseline"), "stage: TF-IDF + logistic regression → models/baseline"),
         ("pretrain", _pretrain, "not a default stage: MLM-pretrain a Chinese BERT → models/pretrained/"),
+        ("distill", _distill, "not a default stage: the TF-IDF model teaches a BERT on unlabeled real "
+                              "paragraphs → models/pretrained/"),
         ("train_bert", _train("bert"), "stage: fine-tune BERT → models/bert"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)

@@ -41,6 +41,7 @@ SECTIONS = {  # params.yaml section → its settings class; a new section must b
     "baseline": "pipeline.classifiers.settings:BaselineSettings",
     "bert": "pipeline.classifiers.settings:BertSettings",
     "pretrain": "pipeline.classifiers.settings:PretrainSettings",
+    "distill": "pipeline.classifiers.settings:DistillSettings",
     "evaluate": "pipeline.evaluate:EvaluateSettings",
     "select_model": "pipeline.select_model:SelectSettings",
     "predict": "pipeline.predict:PredictSettings",

@@ -414,20 +414,12 @@ def save_checkpoint(directory: Path, model, optimizer, state: dict) -> None:
     the previous checkpoint). Safetensors and JSON only: loading it runs no code."""
     from safetensors.torch import save_file, save_model
 
-    tmp = directory.with_name(f"{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))  # handles the tied input/output embeddings
-    moments = {f"{i}.{name}": value.detach().cpu().reshape(-1).contiguous()
-               for i, slots in optimizer.state_dict()["state"].items() for name, value in slots.items()}
-    save_file(moments, str(tmp / "optimizer.safetensors"))
-    (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-    old = directory.with_name(f"{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with io.replaced_dir(directory) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))  # handles the tied input/output embeddings
+        moments = {f"{i}.{name}": value.detach().cpu().reshape(-1).contiguous()
+                   for i, slots in optimizer.state_dict()["state"].items() for name, value in slots.items()}
+        save_file(moments, str(tmp / "optimizer.safetensors"))
+        (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
 
 
 def load_checkpoint(directory: Path, model, optimizer, fingerprint: str) -> dict:
@@ -473,22 +465,19 @@ def export(model, tokenizer, s: PretrainSettings, stats: dict) -> Path:
     from transformers import AutoModelForMaskedLM
 
     out = Path(s.out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain = AutoModelForMaskedLM.from_config(model.config)  # uncompiled, on the CPU
-    plain.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    plain.half().save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if not (tmp / "vocab.txt").is_file() and not s.init_from:
-        shutil.copyfile(s.vocab, tmp / "vocab.txt")
-    vocab_sha = hashlib.sha256((tmp / "vocab.txt").read_bytes()).hexdigest() if (tmp / "vocab.txt").is_file() else None
-    stats = {**stats, "vocab_sha256": vocab_sha, "standard_vocab": vocab_sha == STANDARD_VOCAB_SHA256,
-             "size_mb": round(sum(f.stat().st_size for f in tmp.iterdir()) / 2**20, 2)}
-    io.write_json(tmp / "pretrain.json", stats)
-    io.write_text(tmp / "MODEL_CARD.md", model_card(stats, model.config))
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
+    with io.replaced_dir(out) as tmp:
+        plain = AutoModelForMaskedLM.from_config(model.config)  # uncompiled, on the CPU
+        plain.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        plain.half().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if not (tmp / "vocab.txt").is_file() and not s.init_from:
+            shutil.copyfile(s.vocab, tmp / "vocab.txt")
+        vocab = tmp / "vocab.txt"
+        vocab_sha = hashlib.sha256(vocab.read_bytes()).hexdigest() if vocab.is_file() else None
+        stats = {**stats, "vocab_sha256": vocab_sha, "standard_vocab": vocab_sha == STANDARD_VOCAB_SHA256,
+                 "size_mb": round(sum(f.stat().st_size for f in tmp.iterdir()) / 2**20, 2)}
+        io.write_json(tmp / "pretrain.json", stats)
+        io.write_text(tmp / "MODEL_CARD.md", model_card(stats, model.config))
     log.info("pretrain: %d steps, %.2fM tokens, final %s → %s (%.1f MB)", stats["steps"],
              stats["tokens_seen"] / 1e6, stats["final"], out, stats["size_mb"])
     return out

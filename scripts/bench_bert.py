@@ -4,8 +4,9 @@
     python scripts/bench_bert.py --model bert-base --max-length 256 --precision bf16 \\
         --train-batch 64 128 --infer-batch 512 1024 [--compile]
 
---model: `pretrained` (the shipped encoder models/pretrained/zh-political-bert-mini, bert.base_model's
-default), `scratch` (the bert.scratch architecture, defaults, with a 6,000-character vocab), `bert-base`
+--model: `pretrained` (the shipped MLM-pretrained encoder models/pretrained/zh-political-bert-mini),
+`scratch` (the bert.scratch architecture, defaults, with a 6,000-character vocab: the shape of the shipped
+distilled student, bert.base_model's default), `bert-base`
 (bert-base-chinese's shape: hidden 768, 12 layers, vocab 21128), or a local checkpoint directory
 (its config). Weights are randomly initialised — speed does not depend on them — so nothing is
 downloaded. Inputs are random token ids filling `max_length`, without padding.

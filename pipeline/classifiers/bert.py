@@ -3,11 +3,12 @@
 
 Design:
 
-* Base model (`resolve_base_model`). The default, `scratch`, builds a tiny BERT whose vocabulary is
-  every character of the training texts: on a CPU budget it beats our CPU-pretrained encoders on real
-  dev (docs/benchmarks.md). A local directory is loaded as a Hugging Face checkpoint, e.g. the encoder
-  shipped in models/pretrained/zh-political-bert-mini (MLM-pretrained on political text by
-  pipeline/pretrain.py, standard Chinese BERT vocabulary). A hub name is looked up in the local HF
+* Base model (`resolve_base_model`). `scratch` builds a tiny BERT whose vocabulary is every character
+  of the training texts. A local directory is loaded as a Hugging Face checkpoint: the default,
+  models/pretrained/zh-political-bert-distilled, is that tiny BERT taught by the TF-IDF model on
+  unlabeled real paragraphs (pipeline/distill.py), theme head included;
+  models/pretrained/zh-political-bert-mini was MLM-pretrained on political text (pipeline/pretrain.py,
+  standard Chinese BERT vocabulary). A hub name is looked up in the local HF
   cache, then on the hub unless `HF_HUB_OFFLINE` is set, at `revision` when one is pinned; failing
   both, a `ModelError` says what to set, at once rather than after the hub's retries. Layers the
   checkpoint lacks are drawn at the scratch scale (`draw_fresh_layers`). The model actually used (name, kind,
@@ -143,7 +144,7 @@ def resolve_base_model(base_model: str, revision: str = "") -> ModelSource:
     if _looks_like_path(base_model):
         raise ModelError(f"base model directory '{base_model}' does not exist: fix bert.base_model "
                          "(a local Hugging Face checkpoint, a hub name, or 'scratch'); "
-                         "models/pretrained/zh-political-bert-mini ships with the repository")
+                         "models/pretrained/ holds the checkpoints that ship with the repository")
     cached = _cached_snapshot(base_model, revision)
     if cached:
         return ModelSource(base_model, "hub_cache", cached, revision or None, _snapshot_commit(cached))
@@ -175,12 +176,16 @@ def build_char_tokenizer(texts: list[str], scratch: ScratchSettings) -> BertToke
     return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)})
 
 
+def fresh_weight_std(hidden_size: int) -> float:
+    """The std new weights are drawn with: 1/sqrt(hidden) rather than BERT's 0.02, which suits hidden sizes
+    of 768+: at 128 it starves the signal and training from scratch stalls (measured on the gold
+    paragraphs: dev macro-F1 0.15 against 0.61 after 600 steps)."""
+    return hidden_size ** -0.5
+
+
 def scratch_config(scratch: ScratchSettings, vocab_size: int, **extra) -> BertConfig:
-    # Weights drawn with std 1/sqrt(hidden) rather than BERT's 0.02, which suits hidden sizes of 768+:
-    # at 128 it starves the signal and training from scratch stalls (measured on the gold paragraphs:
-    # dev macro-F1 0.15 against 0.61 after 600 steps).
     return BertConfig(vocab_size=vocab_size, hidden_size=scratch.hidden_size,
-                      initializer_range=scratch.hidden_size ** -0.5,
+                      initializer_range=fresh_weight_std(scratch.hidden_size),
                       num_hidden_layers=scratch.num_layers, num_attention_heads=scratch.num_heads,
                       intermediate_size=scratch.intermediate_size,
                       max_position_embeddings=scratch.max_position_embeddings,
@@ -190,10 +195,10 @@ def scratch_config(scratch: ScratchSettings, vocab_size: int, **extra) -> BertCo
 
 def draw_fresh_layers(model, names: list[str]) -> None:
     """Weights the checkpoint does not hold (the theme head, and the pooler of an MLM-only checkpoint such
-    as ours) drawn as `scratch_config` draws them, std 1/sqrt(hidden): at the checkpoint's 0.02 a small
+    as ours) drawn as `scratch_config` draws them (`fresh_weight_std`): at the checkpoint's 0.02 a small
     encoder's fresh pooler and head starve the signal (measured: the shipped encoder fine-tuned to real
     dev macro-F1 0.55 with them, see docs/benchmarks.md)."""
-    std = model.config.hidden_size ** -0.5
+    std = fresh_weight_std(model.config.hidden_size)
     parameters = dict(model.named_parameters())
     with torch.no_grad():
         for name in names:

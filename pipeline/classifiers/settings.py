@@ -163,3 +163,34 @@ class PretrainSettings(Settings):
 
 def bert_settings(params: dict | None, where: str = "params.yaml:bert") -> BertSettings:
     return build_settings(BertSettings, params, where)
+
+
+@dataclass
+class DistillSettings(Settings):
+    """`python -m pipeline distill` (pipeline/distill.py): the TF-IDF model teaches a BERT on unlabeled real
+    paragraphs; not a default DAG stage. The student's shape and training loop come from the `bert` section."""
+
+    paragraphs: list[str] = setting(["examples/real/rmrb/data/interim/paragraphs.parquet",
+                                     "examples/real/xwlb/data/interim/paragraphs.parquet",
+                                     "examples/real/reports/data/interim/paragraphs.parquet"], nonempty=True)
+    teacher: str = setting("models/baseline", nonempty=True)  # a saved model directory (model.json)
+    splits_dir: str = setting("data/processed", nonempty=True)  # train rows join in; real dev keeps the best pass
+    min_chars: int = setting(20, ge=1)
+    max_chars: int = setting(800, ge=1)
+    min_chinese_share: float = setting(0.5, ge=0, le=1)  # of a paragraph's characters
+    relevant_score: float = setting(0.02, gt=0, lt=1)  # every paragraph the teacher gives some theme this much is kept
+    negatives: int = setting(40_000, ge=0)  # paragraphs drawn from the rest: what no theme looks like
+    max_steps: int = setting(20_000, ge=1)
+    batch_size: int = setting(32, ge=1)
+    learning_rate: float = setting(5e-4, gt=0, le=1)
+    name: str = setting("zh-political-bert-distilled", nonempty=True)  # recorded in the model card
+    out_dir: str = setting("models/pretrained/zh-political-bert-distilled", nonempty=True)
+    checkpoint_dir: str = setting("models/.distill_checkpoints", nonempty=True)
+    live_dir: str = "dvclive/distill"  # curves; empty: none
+    seed: int = setting(42, ge=0, le=SEED_MAX)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.min_chars > self.max_chars:
+            raise SettingsError("min_chars", f"{self.min_chars} is above max_chars ({self.max_chars})",
+                                "a length at most max_chars, e.g. 20")
