@@ -22,7 +22,6 @@ alone.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -56,6 +55,9 @@ def candidate_paragraphs(path: str, s: DistillSettings, split: SplitSettings, co
     days, with a document id per day, and the article must go to the most held-out split of the two."""
     import pyarrow.parquet as pq
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such paragraph table: build the real corpora's with "
+                                "`python examples/real/run.py` (docs/real-corpora.md) or fix distill.paragraphs")
     present = set(pq.read_schema(path).names)
     missing = [c for c in PARAGRAPH_COLUMNS if c not in present and c != "url"]
     if missing:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -147,6 +146,8 @@ def test_settings_are_checked(tmp_path):
     pd.DataFrame({"text": ["只有正文一列"]}).to_parquet(table)
     with pytest.raises(ValueError, match="bad.parquet: no column doc_id"):
         candidate_paragraphs(str(table), distill_settings({}), SPLIT, set())
+    with pytest.raises(FileNotFoundError, match="none.parquet: no such paragraph table: build"):
+        candidate_paragraphs(str(tmp_path / "none.parquet"), distill_settings({}), SPLIT, set())
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "zh-political-bert-distilled"
