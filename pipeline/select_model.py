@@ -1,5 +1,5 @@
-"""The select_model stage: the method with the best dev macro-F1 becomes the shipped default model
-(models/default), with a generated model card holding its dev and test scores per theme.
+"""The select_model stage: the method with the best dev macro-F1, within `min_gain`, becomes the shipped
+default model (models/default), with a generated model card holding its dev and test scores per theme.
 
 `methods` are listed from the cheapest to the costliest, and a costlier method replaces a cheaper one
 only when it is better on dev by at least `min_gain`: a smaller lead is within the noise of a dev split
