@@ -15,7 +15,8 @@ alone.
   teacher scores each with its context (title and headings). Kept: every paragraph with a theme scored
   at least `relevant_score`, and `negatives` drawn (seeded) from the rest.
 * Targets: the teacher's calibrated probabilities, and the coded training rows with their own labels.
-* Student: `bert.scratch`'s shape on a character vocabulary, trained by `bert`'s loop (BertClassifier)
+* Student: a small BERT of the `student` shape, on a vocabulary of the transfer texts' characters and (with
+  `vocabulary: words`) their words, trained by `bert`'s loop (BertClassifier)
   for `max_steps`; real dev picks the best evaluation (once per pass over the transfer set).
 * Export: fp16 safetensors, tokenizer, config (with the theme head), distill.json and MODEL_CARD.md.
 """
@@ -101,7 +102,7 @@ def run(s: DistillSettings, params_path: str = "params.yaml") -> dict:
     started = time.perf_counter()
     split = stage_settings("split", SplitSettings, params_path)
     bert = replace(bert_settings(load_params(params_path).get("bert"), f"{params_path}:bert"),
-                   base_model="scratch", max_steps=s.max_steps, batch_size=s.batch_size,
+                   base_model="scratch", scratch=s.student, max_steps=s.max_steps, batch_size=s.batch_size,
                    learning_rate=s.learning_rate, seed=s.seed, live_dir=s.live_dir,
                    checkpoint_dir=s.checkpoint_dir, early_stopping_patience=0)
     teacher = load_model(s.teacher)  # refuses a model whose themes are not the codebook's
@@ -154,10 +155,11 @@ def model_card(stats: dict, config) -> str:
     tables = "\n".join(f"| `{name}` | {n:,} |" for name, n in t["by_table"].items())
     teacher_dev = stats["teacher"]["dev"]
     layers, hidden, heads = config.num_hidden_layers, config.hidden_size, config.num_attention_heads
+    pieces = "words and characters" if stats["student"].get("vocabulary") == "words" else "characters"
     return f"""# {stats['name']}
 
-A small Chinese BERT ({layers} layers, hidden {hidden}, {heads} heads,
-a {config.vocab_size:,}-character vocabulary, {stats['parameters'] / 1e6:.2f}M parameters; fp16 safetensors,
+A small Chinese BERT ({layers} layers, hidden {hidden}, {heads} heads, a {config.vocab_size:,}-token vocabulary
+of {pieces}, {stats['parameters'] / 1e6:.2f}M parameters; fp16 safetensors,
 {stats['size_mb']} MB) with a nine-theme head, taught by the TF-IDF model `{stats['teacher']['path']}` (real dev
 macro-F1 {teacher_dev if teacher_dev is None else round(teacher_dev, 3)}) on unlabeled real paragraphs by
 `python -m pipeline distill` (pipeline/distill.py). It is `bert.base_model`'s default: `train_bert`

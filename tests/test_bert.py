@@ -11,9 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pipeline.classifiers.base import ModelError, load_model, read_card, tune_thresholds  # noqa: E402
-from pipeline.classifiers.bert import (BertClassifier, bert_settings, encode_chunks,  # noqa: E402
-                                       length_sorted_batches, macro_f1, pad_batch, pool_max,
+from pipeline.classifiers.bert import (BertClassifier, bert_settings, build_scratch_tokenizer,  # noqa: E402
+                                       encode_chunks, length_sorted_batches, macro_f1, pad_batch, pool_max,
                                        resolve_base_model, sigmoid)
+from pipeline.classifiers.settings import ScratchSettings  # noqa: E402
 from pipeline.codebook import load_codebook  # noqa: E402
 
 CODEBOOK = load_codebook()
@@ -240,6 +241,29 @@ def test_settings_are_checked():
         bert_settings({"max_steps": -1})
     with pytest.raises(ValueError, match="cpu_inference"):
         bert_settings({"cpu_inference": "int4"})
+    with pytest.raises(ValueError, match="vocabulary"):
+        bert_settings({"scratch": {"vocabulary": "bytes"}})
+
+
+def test_the_word_vocabulary_keeps_words_whole_and_an_unknown_character_costs_only_itself(tmp_path):
+    from transformers import AutoTokenizer
+
+    texts = ["坚持和加强党的全面领导，深入推进全面从严治党。", "全面从严治党永远在路上，党的自我革命永远在路上。",
+             "基层党组织要发挥战斗堡垒作用，加强党的全面领导。"] * 3
+    words = ScratchSettings(vocabulary="words", vocab_min_freq=2)
+    tokenizer = build_scratch_tokenizer(texts, words)
+    sentence = "深入推进全面从严治党，发挥战斗堡垒作用"
+    pieces = tokenizer.tokenize(sentence)
+    assert pieces == ["深入", "##推进", "##全面从严治党", "，", "发挥", "##战斗堡垒", "##作用"]
+    assert len(pieces) < len(build_scratch_tokenizer(texts, ScratchSettings()).tokenize(sentence)) / 2 + 2
+    # WordPiece spells a run or gives it up whole: a character never seen is cut off on its own first
+    assert tokenizer.tokenize("推进鑫全面从严治党") == ["推进", "[UNK]", "全面从严治党"]
+    assert tokenizer.tokenize("治党推进")[-1] == "##推进"  # each piece also continues a run
+    tokenizer.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(texts + ["推进鑫全面从严治党"])["input_ids"] == tokenizer(texts + ["推进鑫全面从严治党"])["input_ids"]
+    assert build_scratch_tokenizer(list(reversed(texts)), words).get_vocab() == tokenizer.get_vocab()
+    assert len(build_scratch_tokenizer(texts, ScratchSettings(vocabulary="words", vocab_max_size=40))) == 40
 
 
 def test_classify_command_accepts_a_bert_model_directory(trained, tmp_path):

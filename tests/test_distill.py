@@ -80,9 +80,7 @@ def project(tmp_path_factory) -> Path:
     params = {"split": {"real_dev_share": SPLIT.real_dev_share, "real_test_share": SPLIT.real_test_share,
                         "seed": SPLIT.seed},
               "bert": {"max_length": 32, "stride": 8, "cpu_inference": "fp32", "precision": "fp32",
-                       "warmup_ratio": 0.0, "eval_batch_size": 16,
-                       "scratch": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
-                                   "max_position_embeddings": 64}}}
+                       "warmup_ratio": 0.0, "eval_batch_size": 16}}
     (tmp / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     return tmp
 
@@ -92,6 +90,8 @@ def settings(tmp: Path, **overrides):
                              "splits_dir": str(tmp / "splits"), "min_chars": 8, "relevant_score": 0.5,
                              "negatives": 5, "max_steps": 30, "batch_size": 8, "learning_rate": 3e-3,
                              "out_dir": str(tmp / "student"), "checkpoint_dir": str(tmp / "ckpt"), "live_dir": "",
+                             "student": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                                         "max_position_embeddings": 64, "vocabulary": "words"},
                              **overrides})
 
 
@@ -134,7 +134,8 @@ def test_a_tiny_run_ships_a_checkpoint_that_train_bert_fine_tunes_with_its_head(
     model, tokenizer, _ = build_model(bert_settings({"base_model": str(out), "max_length": 32, "stride": 8}),
                                       [], CODEBOOK.ids)
     assert torch.equal(model.classifier.weight, head)  # the theme head is the student's, not drawn afresh
-    assert tokenizer.tokenize("党组织")[0] != tokenizer.unk_token  # the character vocabulary travels with it
+    assert recorded["student"]["vocabulary"] == "words" and model.config.num_hidden_layers == 1  # `student`'s shape
+    assert tokenizer.tokenize("党组织")[0] != tokenizer.unk_token  # the student's vocabulary travels with it
 
 
 def test_settings_are_checked(tmp_path):

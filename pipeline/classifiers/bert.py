@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -57,8 +58,8 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
-                          BertTokenizerFast, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                          TrainerCallback, TrainingArguments, set_seed)
+                          BertTokenizerFast, DataCollatorWithPadding, EarlyStoppingCallback, PreTrainedTokenizerFast,
+                          Trainer, TrainerCallback, TrainingArguments, set_seed)
 from transformers.integrations import DVCLiveCallback
 
 from pipeline.classifiers.base import ModelError, ThemeClassifier, tune_thresholds
@@ -176,6 +177,48 @@ def build_char_tokenizer(texts: list[str], scratch: ScratchSettings) -> BertToke
     return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)})
 
 
+def build_word_tokenizer(texts: list[str], scratch: ScratchSettings) -> PreTrainedTokenizerFast:
+    """A BERT WordPiece tokenizer whose vocabulary holds the words of `texts` (jieba's, the TF-IDF model's
+    word features: pipeline.text.words) besides their characters.
+
+    Chinese is not split into single characters first (as BERT's own tokenizer does), so WordPiece matches
+    the longest known word: a paragraph is about half as many tokens (a model twice as deep costs the same
+    to run), and a token's embedding carries a word. Every piece is kept in both places ('w' starts a run,
+    '##w' continues one); characters come first, then words by frequency, up to `vocab_max_size`. A
+    character the vocabulary lacks is cut off on its own: WordPiece turns a run it cannot spell into one
+    [UNK].
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    from pipeline.text import words
+
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, lowercase=True)
+    characters: Counter[str] = Counter()
+    vocabulary: Counter[str] = Counter()
+    for text in texts:
+        normal = normalizer.normalize_str(text)
+        characters.update(c for c in normal if not c.isspace())
+        vocabulary.update(w for w in words(normal) if len(w) > 1)
+    ranked = [sorted((w for w, n in counts.items() if n >= scratch.vocab_min_freq), key=lambda w: (-counts[w], w))
+              for counts in (characters, vocabulary)]  # frequency, then the piece itself: deterministic
+    tokens = list(SPECIAL_TOKENS) + [t for piece in ranked[0] + ranked[1] for t in (piece, "##" + piece)]
+    tokens = tokens[:scratch.vocab_max_size]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]",
+                                           max_input_chars_per_word=10_000))
+    alphabet = "".join(re.escape(t) for t in tokens if len(t) == 1)
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(f"[^{alphabet}\\s]"), behavior="isolated"), pre_tokenizers.BertPreTokenizer()])
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", tokens.index("[SEP]")),
+                                                         ("[CLS]", tokens.index("[CLS]")))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def build_scratch_tokenizer(texts: list[str], scratch: ScratchSettings) -> PreTrainedTokenizerFast:
+    return (build_word_tokenizer if scratch.vocabulary == "words" else build_char_tokenizer)(texts, scratch)
+
+
 def fresh_weight_std(hidden_size: int) -> float:
     """The std new weights are drawn with: 1/sqrt(hidden) rather than BERT's 0.02, which suits hidden sizes
     of 768+: at 128 it starves the signal and training from scratch stalls (measured on the gold
@@ -212,7 +255,7 @@ def build_model(settings: BertSettings, texts: list[str], themes: list[str]):
     labels = dict(num_labels=len(themes), id2label=dict(enumerate(themes)),
                   label2id={t: i for i, t in enumerate(themes)}, problem_type="multi_label_classification")
     if source.kind == "scratch":
-        tokenizer = build_char_tokenizer(texts, settings.scratch)
+        tokenizer = build_scratch_tokenizer(texts, settings.scratch)
         config = scratch_config(settings.scratch, len(tokenizer), **labels)
         model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     else:

@@ -59,7 +59,10 @@ class ScratchSettings(Settings):
     max_position_embeddings: int = setting(512, ge=8)
     dropout: float = setting(0.1, ge=0, lt=1)
     vocab_min_freq: int = setting(1, ge=1)  # characters seen fewer times map to [UNK]
-    vocab_max_size: int = setting(8000, ge=1)  # most frequent characters kept, special tokens included
+    vocab_max_size: int = setting(8000, ge=1)  # most frequent characters (or pieces) kept, special tokens included
+    # chars: one token per character | words: multi-character pieces learned from the training texts too
+    # (bert.build_word_tokenizer; about half the tokens per paragraph)
+    vocabulary: str = setting("chars", choices=("chars", "words"))
 
     def __post_init__(self):
         super().__post_init__()
@@ -168,7 +171,7 @@ def bert_settings(params: dict | None, where: str = "params.yaml:bert") -> BertS
 @dataclass
 class DistillSettings(Settings):
     """`python -m pipeline distill` (pipeline/distill.py): the TF-IDF model teaches a BERT on unlabeled real
-    paragraphs; not a default DAG stage. The student's shape and training loop come from the `bert` section."""
+    paragraphs; not a default DAG stage. The student's shape is `student`; its training loop is `bert`'s."""
 
     paragraphs: list[str] = setting(["examples/real/rmrb/data/interim/paragraphs.parquet",
                                      "examples/real/xwlb/data/interim/paragraphs.parquet",
@@ -188,6 +191,7 @@ class DistillSettings(Settings):
     checkpoint_dir: str = setting("models/.distill_checkpoints", nonempty=True)
     live_dir: str = "dvclive/distill"  # curves; empty: none
     seed: int = setting(42, ge=0, le=SEED_MAX)
+    student: ScratchSettings = field(default_factory=ScratchSettings)
 
     def __post_init__(self):
         super().__post_init__()
