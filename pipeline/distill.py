@@ -39,6 +39,7 @@ from pipeline.codebook import load_codebook
 from pipeline.config import build_settings, load_params, stage_settings
 from pipeline.labels.split import SplitSettings, split_of_documents
 from pipeline.text import frame_contexts
+from pipeline.train import real_rows
 
 log = logging.getLogger("pipeline.distill")
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -110,7 +111,7 @@ def run(s: DistillSettings, params_path: str = "params.yaml") -> dict:
     transfer = transfer_set(s, split, teacher)
     train = pd.read_parquet(Path(s.splits_dir) / "train.parquet")
     dev = pd.read_parquet(Path(s.splits_dir) / "dev.parquet")
-    real_dev = dev[dev["origin"] == "real"] if (dev["origin"] == "real").any() else dev
+    real_dev = real_rows(dev)
     themes = codebook.ids
     student = BertClassifier(codebook, asdict(bert)).fit(
         transfer["text"].tolist() + train["text"].tolist(),

@@ -483,6 +483,12 @@ def export(model, tokenizer, s: PretrainSettings, stats: dict) -> Path:
     return out
 
 
+def _also_held_out(corpus: dict) -> str:
+    """How many articles the corpus left out for being filed on a held-out day too ('?': built before that rule)."""
+    counts = [v for k, v in corpus.items() if k.startswith("documents_dropped_also_on_a_")]
+    return str(sum(counts)) if counts else "?"
+
+
 def model_card(stats: dict, config) -> str:
     s, final, corpus = stats["settings"], stats["final"], stats["corpus"]
     sources = {k.removeprefix("train_chars_"): v for k, v in corpus.items() if k.startswith("train_chars_")}
@@ -511,7 +517,8 @@ Paragraph-level exact deduplication ({corpus.get('paragraphs_duplicate', '?')} d
 **No text published on a date that the real coded data holds out for dev or test** (`split_of_date`, shares
 {corpus.get('settings', {}).get('dev_share')} / {corpus.get('settings', {}).get('test_share')}, seed
 {corpus.get('settings', {}).get('seed')}; {corpus.get('documents_dropped_dev_date', '?')} dev-date and
-{corpus.get('documents_dropped_test_date', '?')} test-date documents dropped). Characters available per source:
+{corpus.get('documents_dropped_test_date', '?')} test-date documents dropped, and {_also_held_out(corpus)} articles
+filed on a training day that the archive files on a held-out day too). Characters available per source:
 {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in sources.items()) or 'unknown'}; {stats['documents']} documents. A held-out
 slice of documents ({corpus.get('settings', {}).get('heldout_share')}) gives the curves below. The corpus itself is
 not shipped (the news texts belong to their publishers).

@@ -8,7 +8,9 @@ writes documents as JSON lines `{"source", "date", "text"}` (paragraphs joined b
 * Never test or dev data: every document whose date `split_of_date` puts in the real coded data's dev
   or test split is dropped, whatever the source, so the encoder has never read a day (or a report
   year) the classifier is evaluated on. Dates are the ones the coded data carries: `YYYY-MM-DD` for
-  news, the year for a yearly report.
+  news, the year for a yearly report. A news article the archive files under several days (one URL)
+  goes where `split_of_documents` puts it, as in the coded data and `distill`: a held-out day anywhere
+  drops every copy (a first pass over the news archives collects each URL's days).
 * Deduplicated by paragraph: news repeats boilerplate and whole stories; each distinct paragraph is kept
   once (first occurrence in a stable order), and a document left empty is dropped.
 * A held-out slice of documents (by a seeded hash) is written apart, for the MLM curves.
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import io
-from pipeline.labels.split import split_of_date
+from pipeline.ingest.layouts import iso_date
+from pipeline.labels.split import split_of_date, split_of_documents
 
 log = logging.getLogger("pipeline.pretrain_corpus")
 
@@ -37,6 +40,7 @@ RSS_PLACEHOLDER = "无法提取正文内容"  # the archive's stand-in for a bod
 REPORT_FILES = ("gov_work_reports_1954-2025.jsonl", "cpc_congress_reports.jsonl",
                 "cpc_congress_reports_early.jsonl")
 _SPACE = re.compile(r"[\s\u3000\u00a0]+")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Document:
     source: str
     date: str
     paragraphs: list[str]
+    url: str = ""  # a news article's identity across the days an archive files it under
 
 
 def clean(text: str) -> str:
@@ -118,7 +123,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_xwlb(news_dir: Path) -> Iterator[Document]:
-    """新闻联播: assets/YYYY/YYYYMMDD.json, one document per story."""
+    """新闻联播: assets/YYYY/YYYYMMDD.json, one document per story, dated by its pubtime (as ingest dates it)."""
     for path in sorted(news_dir.glob("assets/*/*.json")):
         day = f"{path.stem[:4]}-{path.stem[4:6]}-{path.stem[6:8]}"
         try:
@@ -129,11 +134,20 @@ def read_xwlb(news_dir: Path) -> Iterator[Document]:
         for story in stories:
             detail = story.get("video_detail") if isinstance(story, dict) else None
             if isinstance(detail, dict) and isinstance(detail.get("content"), str):
-                yield Document("xwlb", day, html_paragraphs(detail["content"]))
+                url, published = (_text(detail, "url") or _text(story, "video_url"),
+                                  _text(detail, "pubtime")[:10] or _text(story, "pub_date")[:10])
+                yield Document("xwlb", published if _ISO_DAY.fullmatch(published) else day,
+                               html_paragraphs(detail["content"]), url)
+
+
+def _text(record: dict, key: str) -> str:
+    value = record.get(key)
+    return value.strip() if isinstance(value, str) else ""
 
 
 def read_rmrb_rss(news_dir: Path) -> Iterator[Document]:
-    """People's Daily: history/rmrb_YYYY-MM-DD.xml, one document per RSS item."""
+    """People's Daily: history/rmrb_YYYY-MM-DD.xml, one document per RSS item, dated by its pubDate as
+    ingest (and so the coded data) dates it: a day's file holds some items of the day before."""
     from lxml import etree
 
     for path in sorted(news_dir.glob("history/rmrb_*.xml")):
@@ -146,7 +160,9 @@ def read_rmrb_rss(news_dir: Path) -> Iterator[Document]:
         for item in root.iter("item"):
             body = item.findtext("description") or ""
             if RSS_PLACEHOLDER not in body:
-                yield Document("rmrb", day, html_paragraphs(body))
+                published = iso_date((item.findtext("pubDate") or "").strip() or None) or ""
+                yield Document("rmrb", published if _ISO_DAY.fullmatch(published) else day, html_paragraphs(body),
+                               (item.findtext("link") or "").strip())
 
 
 def read_headlines(news_dir: Path) -> Iterator[Document]:
@@ -162,24 +178,34 @@ def read_headlines(news_dir: Path) -> Iterator[Document]:
             yield Document("headlines", day, by_day[day])
 
 
+def _urls_and_days(news_dir: Path) -> tuple[list[str], list[str]]:
+    """Every (URL, day) under which the news archives file an article: the first of build's two passes."""
+    pairs = [(doc.url, doc.date) for reader in (read_xwlb, read_rmrb_rss) for doc in reader(news_dir) if doc.url]
+    return [url for url, _ in pairs], [day for _, day in pairs]
+
+
 def _bucket(key: str, seed: int) -> float:
     return int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 16**8
 
 
 def build(settings: CorpusSettings) -> dict:
     """Write train.jsonl, heldout.jsonl and manifest.json to `settings.out_dir`; return the manifest."""
-    sources = [read_reports(Path(settings.corpora_dir)), read_xwlb(Path(settings.news_dir)),
-               read_rmrb_rss(Path(settings.news_dir))]
+    news = Path(settings.news_dir)
+    sources = [read_reports(Path(settings.corpora_dir)), read_xwlb(news), read_rmrb_rss(news)]
     if settings.headlines:
-        sources.append(read_headlines(Path(settings.news_dir)))
+        sources.append(read_headlines(news))
+    split_of_url = split_of_documents(*_urls_and_days(news), settings.dev_share, settings.test_share, settings.seed)
     seen: set[bytes] = set()
-    counts: Counter = Counter()
+    counts: Counter = Counter({f"documents_dropped_also_on_a_{split}_date": 0 for split in ("dev", "test")})
     kept = {"train": [], "heldout": []}
     for source in sources:
         for doc in source:
             split = split_of_date(doc.date, settings.dev_share, settings.test_share, settings.seed)
             if split != "train":
                 counts[f"documents_dropped_{split}_date"] += 1
+                continue
+            if split_of_url.get(doc.url, "train") != "train":  # the same article, filed on a held-out day too
+                counts[f"documents_dropped_also_on_a_{split_of_url[doc.url]}_date"] += 1
                 continue
             paragraphs = []
             for paragraph in doc.paragraphs:

@@ -581,6 +581,15 @@ def _model_section(root: Path, codebook: Codebook, evaluation: dict | None, used
                  "同分布测试集 F1": (in_domain.get("per_theme", {}).get(t) or {}).get("f1")}
                 for t in codebook.ids for scores in [result.get("per_theme", {}).get(t) or {}]]
         parts.append(f"<h3>{html.escape(used)}：分主题结果</h3>{_table(pd.DataFrame(rows))}")
+        if result.get("by_source"):
+            frame = pd.DataFrame([{"来源 source": name, "段落": v["n_test"], "文档": v["n_documents"],
+                                   "micro-F1 [95% CI]": _with_ci(v.get("micro_f1"), v.get("micro_f1_ci")),
+                                   "macro-F1 [95% CI]": _with_ci(v.get("macro_f1"), v.get("macro_f1_ci")),
+                                   "含有的主题 themes held": len(v.get("support", {}))}
+                                  for name, v in result["by_source"].items()])
+            parts.append(f"<h3>{html.escape(used)}：分来源结果 By source</h3>"
+                         '<p class="note">macro-F1 只平均该来源测试段落中出现的主题；每个来源每个主题的段落不多，'
+                         "文档少的来源可重抽样的也少，区间应结合段落数和文档数来读。</p>" + _table(frame))
         if in_domain:
             described = html.escape(str(in_domain.get("test_set", "")))
             parts.append(f'<p class="note">同分布测试集（{described}）上 macro-F1 '

@@ -72,6 +72,14 @@ def model_card(method: str, card: dict, dev: dict, evaluation: dict, metric: str
                   f"{test['micro_f1']:.3f} ({_ci(test.get('micro_f1_ci'))}), macro-F1 {test['macro_f1']:.3f} "
                   f"({_ci(test.get('macro_f1_ci'))}), top-1 {test['top1_accuracy']:.3f}, no-theme paragraphs "
                   f"flagged {test['no_theme_flagged']:.3f}. Intervals: 95% bootstrap over documents."]
+    if test.get("by_source"):
+        lines += ["", "By source (macro-F1 over the themes a source's test paragraphs hold; few paragraphs per "
+                      "theme make the intervals wide, and a source of few documents has little to resample):", "",
+                  "| source | paragraphs | documents | micro-F1 (95% CI) | macro-F1 (95% CI) | themes held |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {v['n_test']} | {v['n_documents']} | {v['micro_f1']:.3f} ({_ci(v.get('micro_f1_ci'))}) | "
+                  f"{v.get('macro_f1', float('nan')):.3f} ({_ci(v.get('macro_f1_ci'))}) | {len(v['support'])} |"
+                  for name, v in test["by_source"].items()]
     lines += ["", "| theme | threshold | dev F1 | test P | test R | test F1 (95% CI) | support | "
                   "in-domain F1 (95% CI) |", "|---|---|---|---|---|---|---|---|"]
     dev_f1 = dev_rows.get("per_theme_f1", {})

@@ -38,7 +38,7 @@ def run(method: str, params: dict | None = None, splits_dir: str = SPLITS_DIR, m
     model.fit(train["text"].tolist(), train[codebook.ids].to_numpy(), dev["text"].tolist(),
               dev[codebook.ids].to_numpy(), weights=train["weight"].to_numpy(), contexts=frame_contexts(train),
               dev_contexts=frame_contexts(dev))
-    real_dev = dev[dev["origin"] == "real"] if (dev["origin"] == "real").any() else dev
+    real_dev = real_rows(dev)
     dev_raw = model.predict_scores(real_dev["text"].tolist(), frame_contexts(real_dev))
     tune, raw = real_dev, dev_raw
     folds = int(model.params.get("calibration_folds", 0))
@@ -62,6 +62,11 @@ def run(method: str, params: dict | None = None, splits_dir: str = SPLITS_DIR, m
     log.info("train: %s on %d paragraphs in %.1fs, dev macro-F1 %.3f → %s", method, len(train),
              time.perf_counter() - started, dev_metrics["macro_f1"], directory)
     return model
+
+
+def real_rows(split: pd.DataFrame) -> pd.DataFrame:
+    """The real coded paragraphs of a split, where it has any (else all of it): what dev metrics are measured on."""
+    return split[split["origin"] == "real"] if (split["origin"] == "real").any() else split
 
 
 def out_of_fold_scores(method: str, params: dict | None, codebook: Codebook, train: pd.DataFrame, folds: int):

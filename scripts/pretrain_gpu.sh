@@ -5,7 +5,7 @@
 #     bash scripts/pretrain_gpu.sh                       # a new 4-layer model, ~200M tokens
 #     INIT_FROM=hfl/rbt3 LR=0.0001 bash scripts/pretrain_gpu.sh   # continue a public Chinese checkpoint
 #
-# 1. builds the corpus (scripts/build_pretrain_corpus.py: dev/test dates of the coded data left out);
+# 1. builds the corpus (scripts/build_pretrain_corpus.py: dev/test dates and articles of the coded data left out);
 # 2. writes a params file whose `pretrain` section is params.yaml's with the GPU values below, and runs
 #    `python -m pipeline pretrain` with it: bf16, torch.compile and an 8-process data loader are
 #    switched on automatically on CUDA; checkpoints every 500 steps, so a rerun resumes;

@@ -2,6 +2,7 @@
 masking, sequence packing, a tiny end-to-end run (export, resume) and fine-tuning from its result."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from pathlib import Path
@@ -81,6 +82,32 @@ def test_the_corpus_leaves_out_dev_and_test_dates_and_duplicates(tmp_path):
     assert manifest["documents_dropped_dev_date"] == 1 and manifest["documents_dropped_test_date"] == 2
     assert manifest["paragraphs_duplicate"] == 2
     assert (tmp_path / "out" / "heldout.jsonl").read_text() == ""
+
+
+def test_news_is_dated_and_held_out_as_the_coded_data_is(tmp_path):
+    """An item is dated by its pubDate (a day's file holds some of the day before), and an article filed
+    under two days goes by its URL to the more held-out split, as in the coded data."""
+    (train_day, other_train_day), test_day = dates_in("train", 2), dates_in("test", 1)[0]
+    news = tmp_path / "news"
+    (news / "history").mkdir(parents=True)
+
+    def item(url: str, body: str, published: str = "") -> str:
+        return (f"<item><link>{url}</link><pubDate>{published}</pubDate>"
+                f"<description>&lt;p&gt;{body}&lt;/p&gt;</description></item>")
+
+    published_on_test_day = datetime.date.fromisoformat(test_day).strftime("%a, %d %b %Y 07:48:18 +0800")
+    for day, items in [(train_day, [item("http://rmrb/a", "两天都登的文章，不能进预训练。"),
+                                    item("http://rmrb/b", "只登在训练日的文章留下。"),
+                                    item("http://rmrb/d", "测试日发表、存在训练日文件里的文章。", published_on_test_day)]),
+                       (test_day, [item("http://rmrb/a", "两天都登的文章，不能进预训练。")]),
+                       (other_train_day, [item("http://rmrb/c", "另一训练日的文章也留下。")])]:
+        (news / "history" / f"rmrb_{day}.xml").write_text(
+            f"<?xml version='1.0' encoding='UTF-8'?><rss><channel>{''.join(items)}</channel></rss>", encoding="utf-8")
+    manifest = build(CorpusSettings(corpora_dir=str(tmp_path / "none"), news_dir=str(news),
+                                    out_dir=str(tmp_path / "out"), heldout_share=0.0, min_paragraph_chars=4, **SPLIT))
+    text = (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8")
+    assert "两天都登" not in text and "测试日发表" not in text and "只登在训练日" in text and "另一训练日" in text
+    assert manifest["documents_dropped_also_on_a_test_date"] == 1 and manifest["documents_dropped_test_date"] == 2
 
 
 def test_the_held_out_slice_is_a_stable_share_of_documents(tmp_path):

@@ -162,6 +162,20 @@ def test_quantification_table_compares_true_raw_and_corrected_shares(tmp_path):
     assert "10.00 个百分点" in page
 
 
+def test_model_quality_shows_the_test_numbers_by_source(tmp_path):
+    root = build_outputs(tmp_path)
+    evaluation = json.loads((root / report.EVALUATE).read_text(encoding="utf-8"))
+    evaluation["methods"]["baseline"]["by_source"] = {"政府工作报告": {
+        "n_test": 154, "n_documents": 13, "micro_f1": 0.79, "micro_f1_ci": [0.72, 0.85], "macro_f1": 0.61,
+        "macro_f1_ci": [0.41, 0.65], "support": {"political": 2, "ideology": 11}}}
+    io.write_json(root / report.EVALUATE, evaluation)
+    page = report.render(root, SETTINGS)
+    assert "分来源结果 By source" in page
+    row = re.search(r"<tr><td>政府工作报告</td>.*?</tr>", page).group(0)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["政府工作报告", "154", "13", "0.79 [0.72, 0.85]",
+                                                       "0.61 [0.41, 0.65]", "2"]
+
+
 def test_pooled_periods_and_gaps_are_said_and_shown(tmp_path):
     root = build_outputs(tmp_path, years_per_period=1)
     summary = json.loads((root / report.TRENDS_SUMMARY).read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from pipeline.__main__ import main
 from pipeline.classifiers import classifier_class
 from pipeline.classifiers.base import ModelError, load_model
 from pipeline.codebook import CodebookError, load_codebook, parse_codebook
-from pipeline.evaluate import score
+from pipeline.evaluate import by_source, score
 from pipeline.labels.functions import WeakLabeler, lf_analysis
 from pipeline.labels.split import SplitSettings, assign_by_year, build_splits, split_of_date
 
@@ -332,6 +332,20 @@ def test_scores_match_a_hand_computed_case():
     assert result["no_theme_flagged"] == 1.0  # the one no-theme row got a theme
     lo, hi = result["per_theme"]["a"]["f1_ci"]
     assert lo <= 0.5 <= hi
+
+
+def test_by_source_averages_over_the_themes_a_source_holds_and_counts_every_error():
+    themes = ["a", "b"]
+    frame = pd.DataFrame({"source": ["news", "news", "report", "report"], "doc_id": ["n1", "n2", "r1", "r1"]})
+    truth = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], dtype=bool)  # the report holds theme a only
+    pred = np.array([[1, 0], [0, 1], [1, 1], [1, 0]], dtype=bool)  # one false b on the report
+    scores = np.where(pred, 0.9, 0.1)
+    result = by_source(frame, truth, pred, scores, themes, n_boot=50, seed=0)
+    assert result["news"]["macro_f1"] == 1.0 and result["news"]["micro_f1"] == 1.0
+    report = result["report"]
+    assert report["macro_f1"] == 1.0  # over a alone: b is absent there, not a theme it fails at
+    assert report["micro_f1"] == round(2 * 2 / (2 * 2 + 1), 4)  # the false b still counts
+    assert report["support"] == {"a": 2} and report["n_documents"] == 1 and report["n_test"] == 2
 
 
 def test_thresholds_maximise_dev_f1_under_the_ceiling():

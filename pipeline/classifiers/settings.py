@@ -50,7 +50,7 @@ class BaselineSettings(Settings):
 
 @dataclass
 class ScratchSettings(Settings):
-    """Architecture of `base_model: scratch`, a tiny BERT on a character vocabulary (tests, experiments)."""
+    """Architecture and vocabulary of `base_model: scratch` (tests, experiments) and of `distill`'s student."""
 
     hidden_size: int = setting(128, ge=1)
     num_layers: int = setting(2, ge=1)
@@ -58,10 +58,10 @@ class ScratchSettings(Settings):
     intermediate_size: int = setting(512, ge=1)
     max_position_embeddings: int = setting(512, ge=8)
     dropout: float = setting(0.1, ge=0, lt=1)
-    vocab_min_freq: int = setting(1, ge=1)  # characters seen fewer times map to [UNK]
-    vocab_max_size: int = setting(8000, ge=1)  # most frequent characters (or pieces) kept, special tokens included
-    # chars: one token per character | words: multi-character pieces learned from the training texts too
-    # (bert.build_word_tokenizer; about half the tokens per paragraph)
+    vocab_min_freq: int = setting(1, ge=1)  # characters (and words) seen fewer times are left out
+    vocab_max_size: int = setting(8000, ge=1)  # most frequent characters (then words) kept, special tokens included
+    # chars: one token per character | words: jieba words of the training texts too
+    # (bert.build_word_tokenizer; ~0.6 tokens a character)
     vocabulary: str = setting("chars", choices=("chars", "words"))
 
     def __post_init__(self):
