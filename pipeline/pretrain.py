@@ -501,7 +501,7 @@ def model_card(stats: dict, config) -> str:
 A small Chinese BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads}
 heads, intermediate {config.intermediate_size}, {stats['parameters'] / 1e6:.1f}M parameters, fp16 safetensors,
 {stats['size_mb']} MB), masked-language-model pretrained on Chinese political text by `python -m pipeline pretrain`
-(pipeline/pretrain.py); {origin}. It is `bert.base_model`'s default: `train_bert` fine-tunes it for the nine themes.
+(pipeline/pretrain.py); {origin}. With `bert.base_model` set to its directory, `train_bert` fine-tunes it for the nine themes.
 
 ## Vocabulary and compatibility
 The standard 21,128-wordpiece Chinese BERT vocabulary (`vocab.txt`, Google's BERT release, **Apache-2.0**;
