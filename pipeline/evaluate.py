@@ -104,7 +104,7 @@ def evaluate_model(model, frame: pd.DataFrame, n_boot: int, seed: int) -> tuple[
     pred = scores >= model.thresholds[None, :]
     truth = theme_matrix(frame, model.themes)
     metrics = score(truth, pred, scores, model.themes, frame["doc_id"].to_numpy(), n_boot, seed)
-    if "source" in frame:
+    if "source" in frame and frame["source"].notna().any():
         metrics["by_source"] = by_source(frame, truth, pred, scores, model.themes, n_boot, seed)
     return metrics, scores, pred
 
@@ -114,8 +114,8 @@ def by_source(frame: pd.DataFrame, truth, pred, scores, themes: list[str], n_boo
     the themes the source's paragraphs hold (one none of them has would count as F1 0); micro-F1 counts every
     theme's errors. A source has few paragraphs per theme, so its intervals are wide: read them with `support`."""
     out = {}
-    sources, documents = frame["source"].astype(str).to_numpy(), frame["doc_id"].to_numpy()
-    for source in sorted(set(sources)):
+    sources, documents = frame["source"].fillna("").astype(str).to_numpy(), frame["doc_id"].to_numpy()
+    for source in sorted(set(sources) - {""}):  # rows without a source are in the whole-set numbers alone
         rows = sources == source
         held = np.flatnonzero(truth[rows].any(axis=0))
         every = score(truth[rows], pred[rows], scores[rows], themes, documents[rows], n_boot, seed)
@@ -191,6 +191,9 @@ def run(settings: EvaluateSettings) -> dict:
                    "f1": {t: v["f1"] for t, v in metrics["per_theme"].items()}}
         if "in_domain" in metrics:
             compact["in_domain_macro_f1"] = metrics["in_domain"]["macro_f1"]
+        if metrics.get("by_source"):  # so `dvc metrics diff` shows where an experiment moved a method
+            compact["by_source"] = {name: {k: v[k] for k in ("micro_f1", "macro_f1") if k in v}
+                                    for name, v in metrics["by_source"].items()}
         if metrics["quantification"]:
             compact["share_error"] = {k: metrics["quantification"][f"mean_abs_error_{k}"] for k in ("raw", "pcc", "acc")}
         io.write_json(Path(settings.metrics_dir) / f"{method}.json", compact)

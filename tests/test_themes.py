@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +298,26 @@ def test_classify_rejects_bad_input_naming_the_line_and_writes_nothing(trained_m
     assert not out.exists() and not list(tmp_path.glob(".out.jsonl*"))
 
 
+def test_evaluate_writes_each_methods_scores_by_source_for_dvc_metrics(trained_models, tmp_path):
+    from pipeline.evaluate import EvaluateSettings, run
+
+    models = tmp_path / "models"
+    for method, directory in trained_models.items():
+        shutil.copytree(directory, models / method)
+    test = pd.DataFrame({"text": [t for t, _ in CORPUS], "doc_id": [f"d{i // 2}" for i in range(len(CORPUS))],
+                         "origin": "real", "context": "",
+                         "source": ["新闻联播" if i % 2 else "政府工作报告" for i in range(len(CORPUS))]})
+    test[CODEBOOK.ids] = targets_of(CORPUS)
+    test.to_parquet(tmp_path / "test.parquet")
+    summary = run(EvaluateSettings(methods=["dictionary", "baseline"], models_dir=str(models), bootstrap=20,
+                                   test=str(tmp_path / "test.parquet"), metrics_dir=str(tmp_path / "metrics")))
+    full = summary["methods"]["baseline"]["by_source"]
+    assert set(full) == {"新闻联播", "政府工作报告"} and sum(v["n_test"] for v in full.values()) == len(CORPUS)
+    compact = json.loads((tmp_path / "metrics" / "baseline.json").read_text(encoding="utf-8"))
+    assert compact["by_source"] == {name: {"micro_f1": v["micro_f1"], "macro_f1": v["macro_f1"]}
+                                    for name, v in full.items()}
+
+
 def test_classify_with_an_unknown_model_path_says_how_to_fix_it(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": 1, "text": "一段话。"}\n')
@@ -336,11 +357,13 @@ def test_scores_match_a_hand_computed_case():
 
 def test_by_source_averages_over_the_themes_a_source_holds_and_counts_every_error():
     themes = ["a", "b"]
-    frame = pd.DataFrame({"source": ["news", "news", "report", "report"], "doc_id": ["n1", "n2", "r1", "r1"]})
-    truth = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], dtype=bool)  # the report holds theme a only
-    pred = np.array([[1, 0], [0, 1], [1, 1], [1, 0]], dtype=bool)  # one false b on the report
+    frame = pd.DataFrame({"source": ["news", "news", "report", "report", None],
+                          "doc_id": ["n1", "n2", "r1", "r1", "x1"]})
+    truth = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], dtype=bool)  # the report holds theme a only
+    pred = np.array([[1, 0], [0, 1], [1, 1], [1, 0], [0, 0]], dtype=bool)  # one false b on the report
     scores = np.where(pred, 0.9, 0.1)
     result = by_source(frame, truth, pred, scores, themes, n_boot=50, seed=0)
+    assert set(result) == {"news", "report"}  # a row without a source counts in the whole set alone
     assert result["news"]["macro_f1"] == 1.0 and result["news"]["micro_f1"] == 1.0
     report = result["report"]
     assert report["macro_f1"] == 1.0  # over a alone: b is absent there, not a theme it fails at
