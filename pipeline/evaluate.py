@@ -41,9 +41,12 @@ def counts(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def score(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray, themes: list[str],
-          groups: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
-    """All metrics of one method; CIs by bootstrap over `groups` (documents), else over rows."""
+          groups: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0,
+          macro_over: np.ndarray | None = None) -> dict:
+    """All metrics of one method; CIs by bootstrap over `groups` (documents), else over rows. Macro-F1
+    averages the themes `macro_over` marks (default: all)."""
     truth, pred = truth.astype(bool), pred.astype(bool)
+    macro_over = np.ones(len(themes), bool) if macro_over is None else np.asarray(macro_over, bool)
     tp, fp, fn = counts(truth, pred)
     f1 = _f1(tp, fp, fn)
     precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
@@ -66,7 +69,7 @@ def score(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray, themes: list[
         btp, bfp, bfn = take @ tp_g, take @ fp_g, take @ fn_g
         theme_f1 = _f1(btp, bfp, bfn)
         boot_f1.append(theme_f1)
-        boot_macro.append(theme_f1.mean())
+        boot_macro.append(theme_f1[macro_over].mean())
         boot_micro.append(float(_f1(btp.sum(), bfp.sum(), bfn.sum())))
     lo, hi = (np.percentile(np.array(boot_f1), q, axis=0) for q in (2.5, 97.5)) if n_boot else (f1, f1)
 
@@ -76,7 +79,7 @@ def score(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray, themes: list[
     return {
         "n_test": int(len(truth)), "n_documents": int(len(unique)),
         "micro_f1": round(float(_f1(tp.sum(), fp.sum(), fn.sum())), 4), "micro_f1_ci": ci(boot_micro),
-        "macro_f1": round(float(f1.mean()), 4), "macro_f1_ci": ci(boot_macro),
+        "macro_f1": round(float(f1[macro_over].mean()), 4), "macro_f1_ci": ci(boot_macro),
         "top1_accuracy": round(float(top1_hits.sum() / max(has_theme.sum(), 1)), 4),
         "no_theme_flagged": round(float(flagged.sum() / max((~has_theme).sum(), 1)), 4),
         "per_theme": {t: {"precision": round(float(precision[j]), 4), "recall": round(float(recall[j]), 4),
@@ -117,14 +120,13 @@ def by_source(frame: pd.DataFrame, truth, pred, scores, themes: list[str], n_boo
     sources, documents = frame["source"].fillna("").astype(str).to_numpy(), frame["doc_id"].to_numpy()
     for source in sorted(set(sources) - {""}):  # rows without a source are in the whole-set numbers alone
         rows = sources == source
-        held = np.flatnonzero(truth[rows].any(axis=0))
-        every = score(truth[rows], pred[rows], scores[rows], themes, documents[rows], n_boot, seed)
-        out[source] = {k: every[k] for k in ("n_test", "n_documents", "micro_f1", "micro_f1_ci")}
-        if len(held):
-            part = score(truth[rows][:, held], pred[rows][:, held], scores[rows][:, held], [themes[j] for j in held],
-                         documents[rows], n_boot, seed)
-            out[source].update(macro_f1=part["macro_f1"], macro_f1_ci=part["macro_f1_ci"])
-        out[source]["support"] = {t: v["support"] for t, v in every["per_theme"].items() if v["support"]}
+        held = truth[rows].any(axis=0)
+        metrics = score(truth[rows], pred[rows], scores[rows], themes, documents[rows], n_boot, seed,
+                        macro_over=held if held.any() else None)
+        out[source] = {k: metrics[k] for k in ("n_test", "n_documents", "micro_f1", "micro_f1_ci")}
+        if held.any():
+            out[source].update(macro_f1=metrics["macro_f1"], macro_f1_ci=metrics["macro_f1_ci"])
+        out[source]["support"] = {t: v["support"] for t, v in metrics["per_theme"].items() if v["support"]}
     return out
 
 

@@ -10,7 +10,7 @@ writes documents as JSON lines `{"source", "date", "text"}` (paragraphs joined b
   year) the classifier is evaluated on. Dates are the ones the coded data carries: `YYYY-MM-DD` for
   news, the year for a yearly report. A news article the archive files under several days (one URL)
   goes where `split_of_documents` puts it, as in the coded data and `distill`: a held-out day anywhere
-  drops every copy (a first pass over the news archives collects each URL's days).
+  drops every copy (documents on training dates wait until every URL's days are known).
 * Deduplicated by paragraph: news repeats boilerplate and whole stories; each distinct paragraph is kept
   once (first occurrence in a stable order), and a document left empty is dropped.
 * A held-out slice of documents (by a seeded hash) is written apart, for the MLM curves.
@@ -178,12 +178,6 @@ def read_headlines(news_dir: Path) -> Iterator[Document]:
             yield Document("headlines", day, by_day[day])
 
 
-def _urls_and_days(news_dir: Path) -> tuple[list[str], list[str]]:
-    """Every (URL, day) under which the news archives file an article: the first of build's two passes."""
-    pairs = [(doc.url, doc.date) for reader in (read_xwlb, read_rmrb_rss) for doc in reader(news_dir) if doc.url]
-    return [url for url, _ in pairs], [day for _, day in pairs]
-
-
 def _bucket(key: str, seed: int) -> float:
     return int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 16**8
 
@@ -194,37 +188,43 @@ def build(settings: CorpusSettings) -> dict:
     sources = [read_reports(Path(settings.corpora_dir)), read_xwlb(news), read_rmrb_rss(news)]
     if settings.headlines:
         sources.append(read_headlines(news))
-    split_of_url = split_of_documents(*_urls_and_days(news), settings.dev_share, settings.test_share, settings.seed)
-    seen: set[bytes] = set()
     counts: Counter = Counter({f"documents_dropped_also_on_a_{split}_date": 0 for split in ("dev", "test")})
-    kept = {"train": [], "heldout": []}
+    on_train_dates, urls, days = [], [], []
     for source in sources:
         for doc in source:
+            if doc.url:
+                urls.append(doc.url)
+                days.append(doc.date)
             split = split_of_date(doc.date, settings.dev_share, settings.test_share, settings.seed)
             if split != "train":
                 counts[f"documents_dropped_{split}_date"] += 1
+            else:
+                on_train_dates.append(doc)
+    split_of_url = split_of_documents(urls, days, settings.dev_share, settings.test_share, settings.seed)
+    seen: set[bytes] = set()
+    kept = {"train": [], "heldout": []}
+    for doc in on_train_dates:
+        if split_of_url.get(doc.url, "train") != "train":  # the same article, filed on a held-out day too
+            counts[f"documents_dropped_also_on_a_{split_of_url[doc.url]}_date"] += 1
+            continue
+        paragraphs = []
+        for paragraph in doc.paragraphs:
+            if len(paragraph) < settings.min_paragraph_chars:
                 continue
-            if split_of_url.get(doc.url, "train") != "train":  # the same article, filed on a held-out day too
-                counts[f"documents_dropped_also_on_a_{split_of_url[doc.url]}_date"] += 1
+            digest = hashlib.blake2b(paragraph.encode(), digest_size=16).digest()
+            if digest in seen:
+                counts["paragraphs_duplicate"] += 1
                 continue
-            paragraphs = []
-            for paragraph in doc.paragraphs:
-                if len(paragraph) < settings.min_paragraph_chars:
-                    continue
-                digest = hashlib.blake2b(paragraph.encode(), digest_size=16).digest()
-                if digest in seen:
-                    counts["paragraphs_duplicate"] += 1
-                    continue
-                seen.add(digest)
-                paragraphs.append(paragraph)
-            if not paragraphs:
-                counts["documents_empty_or_duplicate"] += 1
-                continue
-            text = "\n".join(paragraphs)
-            slice_ = "heldout" if _bucket(text, settings.seed) < settings.heldout_share else "train"
-            kept[slice_].append({"source": doc.source, "date": doc.date, "text": text})
-            counts[f"{slice_}_documents_{doc.source}"] += 1
-            counts[f"{slice_}_chars_{doc.source}"] += len(text)
+            seen.add(digest)
+            paragraphs.append(paragraph)
+        if not paragraphs:
+            counts["documents_empty_or_duplicate"] += 1
+            continue
+        text = "\n".join(paragraphs)
+        slice_ = "heldout" if _bucket(text, settings.seed) < settings.heldout_share else "train"
+        kept[slice_].append({"source": doc.source, "date": doc.date, "text": text})
+        counts[f"{slice_}_documents_{doc.source}"] += 1
+        counts[f"{slice_}_chars_{doc.source}"] += len(text)
     out = Path(settings.out_dir)
     for slice_, rows in kept.items():
         io.write_jsonl(out / f"{slice_}.jsonl", rows)
