@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import lzma
 import os
 import secrets
 import shutil
@@ -160,8 +161,8 @@ class ParquetStream:
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; raise ValueError naming the file and line
     for a line that is not UTF-8, not JSON (NaN and Infinity, which Python writes, are not), or not an
-    object."""
-    with open(path, "rb") as fh:
+    object. A `.xz` file is read through lzma (a corpus packed to travel: scripts/pack_for_device.py)."""
+    with (lzma.open if str(path).endswith(".xz") else open)(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")

@@ -7,9 +7,10 @@ Not a stage of the default DAG (it costs hours on a CPU and is done once): it wr
   (`vocab`, Google's Chinese BERT vocab, Apache-2.0), BERT's architecture and file layout, so the
   result loads wherever bert-base-chinese does, and `init_from` continues from any such checkpoint
   (hfl/chinese-roberta-wwm-ext, hfl/rbt3 …) instead of starting from random weights.
-* Whole-word masking as in chinese-bert-wwm: jieba finds the words, and a word is masked with all of its
-  characters (80% [MASK], 10% a random token, 10% unchanged), until `mlm_probability` of the tokens
-  are picked. Masks are drawn per batch (dynamic masking), seeded by the batch number.
+* Whole-word masking as in chinese-bert-wwm: jieba's dictionary finds the words (through jieba-rs), and a
+  word is masked with all of its characters (80% [MASK], 10% a random token, 10% unchanged), until
+  `mlm_probability` of the tokens are picked. Masks are drawn per batch (dynamic masking), seeded by the
+  batch number.
 * Sequence packing: documents are tokenised into one stream ([SEP] between documents) cut into full
   `max_length` sequences, so no step is spent on padding.
 * The MLM head scores only the masked positions: a 21,128-way softmax on every token would cost more
@@ -30,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import time
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from pipeline import io
 from pipeline.classifiers.settings import PretrainSettings
 from pipeline.config import build_settings
+from pipeline.hardware import cpu_name, device_peak
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -69,16 +70,23 @@ def read_documents(path: Path) -> list[str]:
     return texts
 
 
-def encode_with_words(tokenizer, text: str) -> tuple[list[int], list[int]]:
-    """Token ids of `text` and, per token, the index of the jieba word its first character lies in
-    (so every token of a word shares one id, and a wordpiece run like 'gdp' stays one word)."""
-    from pipeline.text import _jieba
+def corpus_file(corpus: str, slice_: str) -> Path:
+    """`<slice>.jsonl` of the corpus directory, or `<slice>.jsonl.xz` where only that is there (a corpus
+    packed to travel to a GPU machine: scripts/pack_for_device.py)."""
+    plain = Path(corpus) / f"{slice_}.jsonl"
+    packed = plain.with_name(plain.name + ".xz")
+    return packed if packed.is_file() and not plain.is_file() else plain
 
-    word_of_char = np.empty(len(text), dtype=np.int64)
-    start = 0
-    for index, word in enumerate(_jieba().cut(text)):
-        word_of_char[start:start + len(word)] = index
-        start += len(word)
+
+def encode_with_words(tokenizer, text: str) -> tuple[list[int], list[int]]:
+    """Token ids of `text` and, per token, the index of the word its first character lies in (words as
+    segment and the TF-IDF model cut them: jieba's dictionary through jieba-rs), so every token of a word
+    shares one id and a wordpiece run like 'gdp' stays one word."""
+    from pipeline.text import word_starts
+
+    starts = np.zeros(len(text), dtype=np.int64)
+    starts[list(word_starts(text))] = 1
+    word_of_char = np.cumsum(starts) - 1
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return enc["input_ids"], [int(word_of_char[a]) for a, _ in enc["offset_mapping"]]
 
@@ -315,7 +323,7 @@ def run(s: PretrainSettings) -> dict:
     if s.threads:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
-    train_path, heldout_path = Path(s.corpus) / "train.jsonl", Path(s.corpus) / "heldout.jsonl"
+    train_path, heldout_path = corpus_file(s.corpus, "train"), corpus_file(s.corpus, "heldout")
     if not train_path.is_file():
         raise FileNotFoundError(f"pretrain.corpus: '{train_path}' does not exist: build the corpus with "
                                 "`python scripts/build_pretrain_corpus.py` (see README, Pretraining)")
@@ -398,12 +406,15 @@ def run(s: PretrainSettings) -> dict:
             save_checkpoint(checkpoint, model, optimizer, state)
     live.end()
     rate = (state["tokens"] - tokens_before) / max(1e-9, time.monotonic() - started)
+    peak = device_peak(runtime.device, "bf16" if runtime.bf16 else "fp32")
     stats = {"name": s.name, "stopped_by": stop.reason or "max_steps", "steps": state["step"],
              "tokens_seen": state["tokens"], "wall_time_s": round(state["elapsed_s"], 1),
              "tokens_per_s_last_run": round(rate), "resumes": state["resumes"],
+             "mfu": round(rate * training_flops_per_token(model.config, s) / peak, 4) if peak else None,
+             "peak_tflops": round(peak / 1e12, 1) if peak else None,
              "final": state["history"][-1] if state["history"] else {}, "history": state["history"],
              "parameters": model.num_parameters(), "origin": origin,
-             "hardware": hardware(runtime), "settings": asdict(s),
+             "hardware": hardware(runtime), "device": runtime.device.type, "settings": asdict(s),
              "corpus": _manifest(Path(s.corpus)), "documents": len(texts)}
     export(model, tokenizer, s, stats)
     return stats
@@ -445,11 +456,17 @@ def load_checkpoint(directory: Path, model, optimizer, fingerprint: str) -> dict
 def hardware(runtime: Runtime) -> str:
     if runtime.device.type == "cuda":
         return f"{torch.cuda.get_device_name()} (bf16={runtime.bf16}, compile={runtime.compile})"
-    cpu = platform.processor() or "CPU"
-    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") if Path("/proc/cpuinfo").exists() \
-            else open(os.devnull) as fh:
-        names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-    return f"{names[0] if names else cpu}, {torch.get_num_threads()} torch thread(s), bf16={runtime.bf16}"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch thread(s), bf16={runtime.bf16}"
+
+
+def training_flops_per_token(config, s: PretrainSettings) -> float:
+    """Model FLOPs of a training step per token: 6·N + 12·L·H·S (PaLM, appendix B; N the matmul parameters
+    each token passes through, L·(4H² + 2·H·I)), plus the MLM head's H² + H·V on the masked share of
+    tokens, the only ones it scores."""
+    layers, hidden, inner = config.num_hidden_layers, config.hidden_size, config.intermediate_size
+    encoder = layers * (4 * hidden**2 + 2 * hidden * inner)
+    head = hidden**2 + hidden * config.vocab_size
+    return 6 * (encoder + s.mlm_probability * head) + 12 * layers * hidden * s.max_length
 
 
 def _manifest(corpus: Path) -> dict:
@@ -489,8 +506,29 @@ def _also_held_out(corpus: dict) -> str:
     return str(sum(counts)) if counts else "?"
 
 
+def _mfu(stats: dict) -> str:
+    if stats.get("mfu") is None:
+        return ""
+    return f"; MFU {stats['mfu']:.1%} of a {stats['peak_tflops']} TFLOP/s peak (pipeline/hardware.py)"
+
+
+GPU_RUN_TO_DO = ("The GPU run (`scripts/pretrain_gpu.sh`: larger batch, more steps, or continuing a public "
+                 "checkpoint with `init_from`) remains to be done where a GPU is available.")
+
+
+def _packed(corpus: dict) -> str:
+    """What a corpus packed to travel (pretrain_corpus.pack) kept of the one it was packed from."""
+    packed = corpus.get("packed")
+    if not packed:
+        return ""
+    return (f" Packed to travel to the GPU machine (scripts/pack_for_device.py): {packed['train_documents']:,} of "
+            f"{packed['train_documents_of']:,} training documents, {packed['train_chars'] / 1e6:.2f}M of "
+            f"{packed['train_chars_of'] / 1e6:.2f}M characters (every report; news drawn with seed {packed['seed']}).")
+
+
 def model_card(stats: dict, config) -> str:
     s, final, corpus = stats["settings"], stats["final"], stats["corpus"]
+    on_gpu = stats.get("device") == "cuda"
     sources = {k.removeprefix("train_chars_"): v for k, v in corpus.items() if k.startswith("train_chars_")}
     curve = "\n".join(f"| {r['step']} | {r['tokens'] / 1e6:.2f} | {r['train_loss']} | {r.get('eval_mlm_loss', '–')} "
                       f"| {r.get('eval_masked_accuracy', '–')} |" for r in stats["history"])
@@ -519,7 +557,8 @@ Paragraph-level exact deduplication ({corpus.get('paragraphs_duplicate', '?')} d
 {corpus.get('settings', {}).get('seed')}; {corpus.get('documents_dropped_dev_date', '?')} dev-date and
 {corpus.get('documents_dropped_test_date', '?')} test-date documents dropped, and {_also_held_out(corpus)} articles
 filed on a training day that the archive files on a held-out day too). Characters available per source:
-{', '.join(f'{k} {v / 1e6:.2f}M' for k, v in sources.items()) or 'unknown'}; {stats['documents']} documents. A held-out
+{', '.join(f'{k} {v / 1e6:.2f}M' for k, v in sources.items()) or 'unknown'}.{_packed(corpus)}
+{stats['documents']} documents were read. A held-out
 slice of documents ({corpus.get('settings', {}).get('heldout_share')}) gives the curves below. The corpus itself is
 not shipped (the news texts belong to their publishers).
 
@@ -533,7 +572,7 @@ over {s['max_steps']}), weight decay {s['weight_decay']}, seed {s['seed']}.
 | steps | {stats['steps']} (stopped by {stats['stopped_by']}; resumed from a checkpoint {stats['resumes']} time(s)) |
 | tokens seen | {stats['tokens_seen']:,} ({stats['tokens_seen'] / 1e6:.2f}M) |
 | wall time | {stats['wall_time_s'] / 60:.1f} min |
-| throughput | {stats['tokens_per_s_last_run']:,} tokens/s (wall clock of the last segment, evaluations included) |
+| throughput | {stats['tokens_per_s_last_run']:,} tokens/s (wall clock of the last segment, evaluations included){_mfu(stats)} |
 | hardware | {stats['hardware']} |
 | final held-out MLM loss | {final.get('eval_mlm_loss', '–')} |
 | final held-out masked-token accuracy | {final.get('eval_masked_accuracy', '–')} |
@@ -545,8 +584,7 @@ Curve (held-out: the same {s['eval_sequences']} sequences and masks at every eva
 {curve}
 
 ## Limitations
-A short CPU pretraining run: {stats['tokens_seen'] / 1e6:.1f}M tokens is a tiny fraction of what public Chinese
-BERTs saw (billions). It is a domain-adapted starting point, not a general Chinese language model. The GPU run
-(`scripts/pretrain_gpu.sh`: larger batch, more steps, or continuing a public checkpoint with `init_from`)
-remains to be done where a GPU is available.
+A short {'GPU' if on_gpu else 'CPU'} pretraining run: {stats['tokens_seen'] / 1e6:.1f}M tokens is a tiny fraction of
+what public Chinese BERTs saw (billions). It is a domain-adapted starting point, not a general Chinese language model.
+{'' if on_gpu else GPU_RUN_TO_DO}
 """

@@ -24,11 +24,14 @@ import hashlib
 import html
 import json
 import logging
+import lzma
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pipeline import io
 from pipeline.ingest.layouts import iso_date
@@ -39,6 +42,7 @@ log = logging.getLogger("pipeline.pretrain_corpus")
 RSS_PLACEHOLDER = "无法提取正文内容"  # the archive's stand-in for a body it could not fetch
 REPORT_FILES = ("gov_work_reports_1954-2025.jsonl", "cpc_congress_reports.jsonl",
                 "cpc_congress_reports_early.jsonl")
+REPORT_SOURCES = ("gov", "cpc")  # kept whole when a corpus is packed: the register the classifier is weakest on
 _SPACE = re.compile(r"[\s\u3000\u00a0]+")
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -231,4 +235,42 @@ def build(settings: CorpusSettings) -> dict:
     manifest = {"settings": settings.__dict__, **dict(sorted(counts.items()))}
     io.write_json(out / "manifest.json", manifest)
     log.info("pretrain corpus: %d train + %d held-out documents → %s", len(kept["train"]), len(kept["heldout"]), out)
+    return manifest
+
+
+def pack(corpus_dir: str | Path, out_dir: str | Path, max_bytes: int, seed: int = 0) -> dict:
+    """Copy a built corpus to `out_dir` as xz-compressed JSON lines (`train.jsonl.xz`, `heldout.jsonl.xz`,
+    which pretrain reads) of at most `max_bytes` together, for a machine the whole corpus cannot travel to
+    (scripts/pack_for_device.py). The held-out slice and every report document are kept; news documents
+    are drawn (seeded, corpus order kept) until the rest fits. The manifest gains a `packed` block."""
+    src = Path(corpus_dir)
+    heldout = lzma.compress((src / "heldout.jsonl").read_bytes())
+    lines = [line for line in (src / "train.jsonl").read_bytes().splitlines(keepends=True) if line.strip()]
+    reports = [i for i, line in enumerate(lines) if json.loads(line)["source"] in REPORT_SOURCES]
+    news = np.random.default_rng(seed).permutation(sorted(set(range(len(lines))) - set(reports)))
+    room = max_bytes - len(heldout)
+    share = 1.0
+    while True:
+        kept = sorted(reports + news[:round(share * len(news))].tolist())
+        train = lzma.compress(b"".join(lines[i] for i in kept))
+        if len(train) <= room:
+            break
+        if share == 0.0:
+            raise ValueError(f"{src}: the held-out slice and the reports alone take {len(heldout) + len(train):,} "
+                             f"bytes packed, over the {max_bytes:,} allowed")
+        share = share * 0.98 * room / len(train) if room > 0 else 0.0
+        share = share if share * len(news) >= 1 else 0.0
+    characters = sum(len(json.loads(line)["text"]) for line in lines)
+    characters_kept = sum(len(json.loads(lines[i])["text"]) for i in kept)
+    manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+    manifest["packed"] = {"max_bytes": max_bytes, "bytes": len(train) + len(heldout), "seed": seed,
+                          "train_documents": len(kept), "train_documents_of": len(lines),
+                          "train_chars": characters_kept, "train_chars_of": characters,
+                          "news_share": round(share, 4)}
+    with io.replaced_dir(out_dir) as tmp:
+        io.write_bytes(tmp / "train.jsonl.xz", train)
+        io.write_bytes(tmp / "heldout.jsonl.xz", heldout)
+        io.write_json(tmp / "manifest.json", manifest)
+    log.info("packed corpus: %d of %d training documents (%.0f%% of the characters), %.1f MB → %s", len(kept),
+             len(lines), 100 * characters_kept / max(1, characters), manifest["packed"]["bytes"] / 1e6, out_dir)
     return manifest

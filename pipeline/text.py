@@ -63,16 +63,6 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=1)
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(60)
-    for term in DOMAIN_TERMS:
-        jieba.add_word(term)
-    return jieba
-
-
-@lru_cache(maxsize=1)
 def _word_cutter():
     """jieba-rs, jieba's Rust port (the same dictionary and cut, ~15× faster), with the domain terms."""
     import rjieba

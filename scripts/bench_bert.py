@@ -23,9 +23,7 @@ the chosen precision); inference runs under `torch.inference_mode()`.
 MFU = achieved model FLOP/s over the device's peak. Model FLOPs per token: 6·N + 12·L·H·S for a
 training step and 2·N + 4·L·H·S for inference (N: non-embedding parameters, since embedding lookups
 do no matmul; L layers, H hidden, S sequence length: the attention-score and attention-value
-matmuls; PaLM, appendix B). Peaks are dense tensor-core rates from the vendors' datasheets; fp32
-means TF32 on GPUs (which the pipeline enables). The CPU peak is a rough estimate: threads × clock ×
-FLOPs per cycle per core from the instruction set (AVX-512: 64 fp32, AVX2: 32; AMX: 1024 bf16).
+matmuls; PaLM, appendix B). Peaks: pipeline/hardware.py.
 
 Each run appends one record (device, versions, config, results) to --out (default
 docs/bench_bert_results.json) and prints markdown table rows.
@@ -36,7 +34,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,16 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pipeline import io  # noqa: E402
 from pipeline.classifiers.bert import ScratchSettings, resolve_precision, scratch_config  # noqa: E402
+from pipeline.hardware import cpu_name, device_peak  # noqa: E402
 
 N_THEMES = 9
 SCRATCH_VOCAB = 6000  # about the characters of a few thousand paragraphs
-GPU_PEAK = {  # name fragment → dense FLOP/s by precision, checked in this order
-    "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 494.5e12},
-    "H100 PCIe": {"bf16": 756e12, "fp16": 756e12, "fp32": 378e12},
-    "H100 NVL": {"bf16": 835e12, "fp16": 835e12, "fp32": 417.5e12},
-    "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 494.5e12},  # SXM
-    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 156e12},
-}
 BERT_BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, max_position_embeddings=512)
 
@@ -74,36 +65,6 @@ def build_model(name: str):
     else:
         config = AutoConfig.from_pretrained(name, local_files_only=True, **labels)
     return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
-
-
-def cpu_peak(precision: str) -> float:
-    """Rough: threads × clock × FLOPs/cycle per core (see the module docstring)."""
-    flags, mhz = set(), 2500.0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("cpu MHz"):
-                mhz = max(mhz, float(line.split(":", 1)[1]))
-    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
-    if precision == "bf16" and "amx_bf16" in flags:
-        per_cycle = 1024
-    return torch.get_num_threads() * mhz * 1e6 * per_cycle
-
-
-def device_peak(device: torch.device, precision: str) -> float | None:
-    if device.type == "cpu":
-        return cpu_peak(precision)
-    name = torch.cuda.get_device_name(device)
-    return next((peaks[precision] for frag, peaks in GPU_PEAK.items() if frag in name), None)
 
 
 def timed_steps(step, warmup: int, seconds: float, device: torch.device) -> tuple[int, float]:

@@ -13,9 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pipeline.labels.split import split_of_date  # noqa: E402
-from pipeline.pretrain import (STANDARD_VOCAB_SHA256, encode_with_words, load_tokenizer,  # noqa: E402
-                               packed_sequences, pretrain_settings, run, whole_word_mask)
-from pipeline.pretrain_corpus import CorpusSettings, build, html_paragraphs  # noqa: E402
+from pipeline.pretrain import (STANDARD_VOCAB_SHA256, WholeWordMasking, _packed, build_mlm_model,  # noqa: E402
+                               corpus_file, encode_with_words, load_tokenizer, mlm_outputs, packed_sequences,
+                               pretrain_settings, read_documents, run, training_flops_per_token, whole_word_mask)
+from pipeline.pretrain_corpus import CorpusSettings, build, html_paragraphs, pack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "models" / "pretrained" / "zh-political-bert-mini" / "vocab.txt"  # shipped: the standard vocab
@@ -121,6 +122,38 @@ def test_the_held_out_slice_is_a_stable_share_of_documents(tmp_path):
     assert (tmp_path / "b" / "heldout.jsonl").read_text() == heldout
 
 
+def test_a_packed_corpus_fits_its_budget_keeps_every_report_and_pretrain_reads_it(tmp_path):
+    rng = np.random.default_rng(0)  # random characters: text xz cannot squeeze below its entropy
+
+    def document(source: str, i: int) -> dict:
+        return {"source": source, "date": "2020", "text": f"{i}" + "".join(chr(c) for c in rng.integers(0x4E00, 0x9FA5, 300))}
+
+    docs = [document("gov" if i % 10 == 0 else "cpc" if i % 10 == 5 else "xwlb", i) for i in range(200)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
+    (corpus / "heldout.jsonl").write_text(json.dumps(document("xwlb", -1), ensure_ascii=False) + "\n", "utf-8")
+    (corpus / "manifest.json").write_text(json.dumps({"paragraphs_duplicate": 3}), "utf-8")
+
+    manifest = pack(corpus, tmp_path / "packed", max_bytes=40_000, seed=1)
+    packed = tmp_path / "packed"
+    assert sum(f.stat().st_size for f in packed.glob("*.xz")) <= 40_000 == manifest["packed"]["max_bytes"]
+    assert manifest["paragraphs_duplicate"] == 3  # the built corpus's counts travel with it
+    texts = read_documents(corpus_file(str(packed), "train"))
+    reports = [d["text"] for d in docs if d["source"] != "xwlb"]
+    assert set(reports) <= set(texts) and 40 < len(texts) < 200  # every report; some of the news
+    assert texts == [d["text"] for d in docs if d["text"] in set(texts)]  # in corpus order
+    assert manifest["packed"]["train_documents"] == len(texts)
+    assert manifest["packed"]["train_chars"] == sum(map(len, texts))
+    assert f"{len(texts)} of 200 training documents" in _packed(manifest)
+    assert read_documents(corpus_file(str(packed), "heldout")) == [json.loads(
+        (corpus / "heldout.jsonl").read_text("utf-8"))["text"]]
+    assert corpus_file(str(corpus), "train") == corpus / "train.jsonl"  # plain JSON lines where they are
+    assert pack(corpus, tmp_path / "all", max_bytes=10**6)["packed"]["train_documents"] == 200
+    with pytest.raises(ValueError, match="reports alone"):
+        pack(corpus, tmp_path / "none", max_bytes=5_000)
+
+
 def test_html_paragraphs_survive_bad_markup():
     assert html_paragraphs("") == [] and html_paragraphs("   ") == []
     assert html_paragraphs("纯文本一行\n第二行") == ["纯文本一行", "第二行"]
@@ -211,8 +244,27 @@ def test_a_tiny_run_learns_and_exports_a_standard_checkpoint(pretrained):
         VOCAB.read_text(encoding="utf-8").split("\n").index("党")
     card = (out / "MODEL_CARD.md").read_text()
     assert "Apache-2.0" in card and str(history[-1]["eval_mlm_loss"]) in card
+    assert 0 < stats["mfu"] < 1 and f"MFU {stats['mfu']:.1%}" in card
     assert (tmp / "live" / "metrics.json").is_file()
     assert (tmp / "ckpt" / "trainer_state.json").is_file() and (tmp / "ckpt" / "optimizer.safetensors").is_file()
+
+
+def test_the_mfu_counts_the_flops_a_training_step_does(tmp_path):
+    from dataclasses import replace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s = tiny_settings(tmp_path, max_length=128, architecture={"num_layers": 2, "hidden_size": 64, "num_heads": 4,
+                                                               "intermediate_size": 256, "dropout": 0.0})
+    model, tokenizer, _ = build_mlm_model(s)
+    model.set_attn_implementation("eager")  # attention as matmuls the counter sees (SDPA's CPU kernel it does not)
+    rows = list(packed_sequences(tokenizer, SENTENCES * 40, s.max_length))[:8]
+    batch = WholeWordMasking(tokenizer, s.mlm_probability, seed=0)(rows)
+    with FlopCounterMode(display=False) as counter:
+        mlm_outputs(model, batch)[0].backward()
+    counted = counter.get_total_flops() / batch["input_ids"].numel()
+    masked = float((batch["labels"] != -100).float().mean())  # the head scores the masked tokens only
+    assert training_flops_per_token(model.config, replace(s, mlm_probability=masked)) == pytest.approx(counted, rel=0.02)
 
 
 def test_a_rerun_resumes_from_the_checkpoint(pretrained, tmp_path):
