@@ -246,27 +246,25 @@ def pack(corpus_dir: str | Path, out_dir: str | Path, max_bytes: int, seed: int 
     src = Path(corpus_dir)
     heldout = lzma.compress((src / "heldout.jsonl").read_bytes())
     lines = [line for line in (src / "train.jsonl").read_bytes().splitlines(keepends=True) if line.strip()]
-    reports = [i for i, line in enumerate(lines) if json.loads(line)["source"] in REPORT_SOURCES]
-    news = np.random.default_rng(seed).permutation(sorted(set(range(len(lines))) - set(reports)))
-    room = max_bytes - len(heldout)
-    share = 1.0
+    documents = [(record["source"] in REPORT_SOURCES, len(record["text"])) for record in map(json.loads, lines)]
+    is_report, sizes = np.array([d[0] for d in documents], dtype=bool), np.array([d[1] for d in documents])
+    reports, news = np.flatnonzero(is_report), np.random.default_rng(seed).permutation(np.flatnonzero(~is_report))
+    room, take = max_bytes - len(heldout), len(news)
     while True:
-        kept = sorted(reports + news[:round(share * len(news))].tolist())
+        kept = np.sort(np.concatenate([reports, news[:take]]))
         train = lzma.compress(b"".join(lines[i] for i in kept))
         if len(train) <= room:
             break
-        if share == 0.0:
+        if take == 0:
             raise ValueError(f"{src}: the held-out slice and the reports alone take {len(heldout) + len(train):,} "
                              f"bytes packed, over the {max_bytes:,} allowed")
-        share = share * 0.98 * room / len(train) if room > 0 else 0.0
-        share = share if share * len(news) >= 1 else 0.0
-    characters = sum(len(json.loads(line)["text"]) for line in lines)
-    characters_kept = sum(len(json.loads(lines[i])["text"]) for i in kept)
+        take = int(take * 0.98 * max(room, 0) / len(train))  # the packed size is about proportional to what is kept
+    characters, characters_kept = int(sizes.sum()), int(sizes[kept].sum())
     manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
     manifest["packed"] = {"max_bytes": max_bytes, "bytes": len(train) + len(heldout), "seed": seed,
                           "train_documents": len(kept), "train_documents_of": len(lines),
                           "train_chars": characters_kept, "train_chars_of": characters,
-                          "news_share": round(share, 4)}
+                          "news_share": round(take / max(1, len(news)), 4)}
     with io.replaced_dir(out_dir) as tmp:
         io.write_bytes(tmp / "train.jsonl.xz", train)
         io.write_bytes(tmp / "heldout.jsonl.xz", heldout)
